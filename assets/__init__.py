@@ -1,0 +1,1 @@
+"""Dagster asset definitions: thin wrappers that call catalog/embedders/recommenders/evaluation."""

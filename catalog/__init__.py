@@ -1,0 +1,1 @@
+"""Data contracts (table schemas and validation), atomic Parquet IO, catalog ingestion and the demo catalog."""

@@ -1,0 +1,144 @@
+"""Atomic Parquet IO for the data contracts and the embedding tables.
+
+Writes go to a temporary file in the destination folder, are fsynced, then renamed over the target, so an
+interrupted run never leaves a half-written table behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.schemas import SchemaError, validate_table
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success fsync it and rename it onto `target`, else delete it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write `table` to `path` atomically; `metadata` is merged into the Parquet schema metadata."""
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def write_table(table: pa.Table | pl.DataFrame, kind: str, path: str | Path) -> Path:
+    """Validate a contract table (`kind` in catalog.schemas.SPECS) and write it atomically."""
+    arrow = table.to_arrow() if isinstance(table, pl.DataFrame) else table
+    return write_parquet(validate_table(arrow, kind, source=path), path)
+
+
+def read_table(path: str | Path, kind: str) -> pl.DataFrame:
+    """Read and validate a contract table; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such {kind} table")
+    try:
+        arrow = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SchemaError(f"{path} ({kind}): not a readable Parquet file ({exc})") from None
+    return pl.from_arrow(validate_table(arrow, kind, source=path))
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string key/value metadata stored in a Parquet file's schema."""
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """Dense vectors for a set of items: `ids[i]` owns row `matrix[i]` (float32, shape (n, dim))."""
+
+    ids: list[str]
+    matrix: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != len(self.ids):
+            raise ValueError(f"ItemVectors: {len(self.ids)} ids but matrix of shape {self.matrix.shape}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def index_of(self) -> dict[str, int]:
+        return {item: row for row, item in enumerate(self.ids)}
+
+    def subset(self, ids: list[str]) -> "ItemVectors":
+        """The rows of `ids`, in that order; raises KeyError naming the first unknown id."""
+        position = self.index_of()
+        missing = [i for i in ids if i not in position]
+        if missing:
+            raise KeyError(f"no vector for {len(missing)} item(s), first {missing[0]!r}")
+        return ItemVectors(list(ids), self.matrix[[position[i] for i in ids]])
+
+
+def embeddings_to_arrow(vectors: ItemVectors) -> pa.Table:
+    """The `embeddings/<backbone>` contract: track_id str, embedding fixed_size_list<f32>[dim]."""
+    flat = pa.array(np.ascontiguousarray(vectors.matrix, dtype=np.float32).reshape(-1))
+    column = pa.FixedSizeListArray.from_arrays(flat, vectors.dim)
+    return pa.table({"track_id": pa.array(vectors.ids, pa.string()), "embedding": column})
+
+
+def write_embeddings(vectors: ItemVectors, path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write an embedding table atomically with its provenance (backbone, dim, weights sha256, ...)."""
+    meta = {"dim": str(vectors.dim), **metadata}
+    return write_parquet(embeddings_to_arrow(vectors), path, meta)
+
+
+def read_embeddings(paths: str | Path | list[str | Path]) -> ItemVectors:
+    """Read one or several embedding Parquet files (e.g. one per catalog batch) into one `ItemVectors`."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    dim: int | None = None
+    for path in paths:
+        table = pq.read_table(path)
+        if table.column_names[:2] != ["track_id", "embedding"]:
+            raise SchemaError(f"{path}: embedding table needs columns track_id, embedding")
+        column_type = table.schema.field("embedding").type
+        if not pa.types.is_fixed_size_list(column_type):
+            raise SchemaError(f"{path}: column 'embedding' has type {column_type}, expected fixed_size_list<float>")
+        width = column_type.list_size
+        if dim is not None and width != dim:
+            raise SchemaError(f"{path}: embedding dim {width} differs from {dim} in earlier files")
+        dim = width
+        ids.extend(table.column("track_id").to_pylist())
+        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        blocks.append(flat.astype(np.float32, copy=False).reshape(-1, width))
+    matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim or 0), np.float32)
+    return ItemVectors(ids, matrix)
+
+
+def write_json(payload: dict, path: str | Path) -> Path:
+    """Write JSON atomically (sorted keys, indented)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return Path(path)

@@ -1,0 +1,1 @@
+"""Audio decoding and one module per audio backbone behind the `Embedder` protocol. No Dagster imports."""

@@ -1,0 +1,2 @@
+"""Imports every backbone module so that each registers itself in `embedders.base.BACKBONES`."""
+from embedders import handcrafted, random_baseline  # noqa: F401

@@ -1,0 +1,1 @@
+"""Dagster Definitions, jobs, schedules, sensors, resources and the Parquet IO manager."""
