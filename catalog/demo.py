@@ -55,10 +55,10 @@ class DemoConfig:
     """Size and randomness of the demo catalog. Defaults build in about a minute on 2 cores."""
 
     seed: int = 0
-    n_artists: int = 30
-    tracks_per_artist: int = 10
-    n_pieces: int = 120  # distinct chorales; artists "cover" the same works, so timbre, not score, tells them apart
-    n_users: int = 800
+    n_artists: int = 40
+    tracks_per_artist: int = 15
+    n_pieces: int = 200  # distinct chorales; artists "cover" the same works, so timbre, not score, tells them apart
+    n_users: int = 1000
     mean_plays_per_user: float = 40.0
     n_batches: int = 4  # catalog batches, released at evenly spaced days
     days: int = 56  # length of the listening history
@@ -244,7 +244,7 @@ def build_demo_catalog(root: str | Path, config: DemoConfig = DemoConfig()) -> P
         with atomic_path(root / relative, suffix=".flac") as tmp:
             sf.write(str(tmp), audio, config.sample_rate, format="FLAC")
         metadata_rows.append({
-            "audio_path": relative.relative_to("audio").as_posix(), "track_id": track["track_id"],
+            "audio_path": relative.as_posix(), "track_id": track["track_id"],
             "artist_id": artist.artist_id, "title": f"{track['piece'].title} ({artist.name})",
             "batch": f"b{track['batch']:03d}", "tags": ";".join(track_tags(artist, track["mode"])),
             "caption": track_caption(artist, track["piece"]),
@@ -257,7 +257,7 @@ def build_demo_catalog(root: str | Path, config: DemoConfig = DemoConfig()) -> P
             writer.writeheader()
             writer.writerows(metadata_rows)
 
-    ingested = ingest_folder(root / "audio", root / "metadata.csv")
+    ingested = ingest_folder(root, root / "metadata.csv")
     write_table(ingested.tracks, "tracks", root / "tracks.parquet")
     write_table(ingested.failures, "failures", root / "failures.parquet")
     write_table(pl.DataFrame([(a.artist_id, a.name) for a in artists], schema=["artist_id", "name"], orient="row"),

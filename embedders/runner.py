@@ -1,0 +1,224 @@
+"""The embedding runner: decode tracks in a background thread while the model embeds the previous batch,
+record per-track failures without sinking the batch, and write one embedding table per catalog batch.
+
+A catalog batch's table is skipped when its stored fingerprint (the batch's track ids and audio hashes, the
+backbone's name, version and provenance) matches: re-running with unchanged inputs and code embeds nothing,
+and a new batch touches only itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from catalog.io import ItemVectors, read_embeddings, read_metadata, write_embeddings, write_table
+from catalog.schemas import FAILURES
+from embedders.audio import AudioDecodeError, load_mono
+from embedders.base import Embedder
+
+log = logging.getLogger(__name__)
+CODE_VERSION = "1"  # of this runner's decoding / pooling policy
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    vectors: ItemVectors
+    failures: pl.DataFrame  # `failures` contract
+    audio_seconds: float
+    wall_seconds: float
+
+
+def _failure(track_id: str, stage: str, error: str) -> dict:
+    return {"track_id": track_id, "stage": stage, "error": error,
+            "at": datetime.now(timezone.utc).replace(tzinfo=None)}
+
+
+def _decode_batch(
+    embedder: Embedder, rows: list[dict], catalog_root: Path, max_seconds: float | None
+) -> tuple[list[str], list[np.ndarray], list[dict]]:
+    ids, waves, failures = [], [], []
+    for row in rows:
+        try:
+            waves.append(load_mono(catalog_root / row["audio_path"], embedder.sample_rate, max_seconds))
+            ids.append(row["track_id"])
+        except AudioDecodeError as exc:
+            failures.append(_failure(row["track_id"], "decode", str(exc)))
+    return ids, waves, failures
+
+
+def _embed_batch(
+    embedder: Embedder, ids: list[str], waves: list[np.ndarray]
+) -> tuple[list[str], list[np.ndarray], list[dict]]:
+    """Embed one batch. If the batch raises, embed track by track so that one bad track fails alone; tracks
+    whose vector is not finite are failures too. Returns (kept ids, their vectors, failures)."""
+    failures: list[dict] = []
+    try:
+        groups = [(ids, embedder.embed(waves))]
+    except Exception as exc:  # noqa: BLE001 — a model error must not sink the other tracks
+        log.warning("%s: batch of %d failed (%s); retrying track by track", embedder.name, len(ids), exc)
+        groups = []
+        for track_id, wave in zip(ids, waves):
+            try:
+                groups.append(([track_id], embedder.embed([wave])))
+            except Exception as single:  # noqa: BLE001
+                failures.append(_failure(track_id, "embed", f"{type(single).__name__}: {single}"))
+    kept_ids, vectors = [], []
+    for group_ids, matrix in groups:
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.shape != (len(group_ids), embedder.dim):
+            raise ValueError(
+                f"{embedder.name}: embed returned shape {matrix.shape}, expected ({len(group_ids)}, {embedder.dim})"
+            )
+        for track_id, vector in zip(group_ids, matrix):
+            if np.isfinite(vector).all():
+                kept_ids.append(track_id)
+                vectors.append(vector)
+            else:
+                failures.append(_failure(track_id, "embed", "non-finite embedding (NaN or inf)"))
+    return kept_ids, vectors, failures
+
+
+def _chunks(rows: list[dict], size: int) -> Iterator[list[dict]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def embed_tracks(
+    embedder: Embedder,
+    tracks: pl.DataFrame,
+    catalog_root: str | Path,
+    batch_size: int = 16,
+    max_seconds: float | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> EmbeddingResult:
+    """Embed every track of `tracks` (contract `tracks`; audio paths relative to `catalog_root`).
+
+    Decoding of batch i+1 runs in a background thread while the model embeds batch i. One progress line per
+    batch: tracks/s, audio-seconds per wall-second, failures so far. `max_seconds` caps decoded audio per track.
+    """
+    started = time.perf_counter()
+    rows = tracks.select("track_id", "audio_path").to_dicts()
+    if not getattr(embedder, "needs_audio", True):
+        ids = [r["track_id"] for r in rows]
+        matrix = embedder.embed_ids(ids) if ids else np.zeros((0, embedder.dim), np.float32)
+        return EmbeddingResult(ItemVectors(ids, matrix), pl.from_arrow(FAILURES.empty_table()),
+                               0.0, time.perf_counter() - started)
+    root = Path(catalog_root)
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    failures: list[dict] = []
+    audio_seconds = 0.0
+    batches = list(_chunks(rows, batch_size))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending: Future | None = pool.submit(_decode_batch, embedder, batches[0], root, max_seconds) if batches else None
+        for number in range(1, len(batches) + 1):
+            batch_ids, waves, decode_failures = pending.result()
+            pending = pool.submit(_decode_batch, embedder, batches[number], root, max_seconds) if number < len(batches) else None
+            kept_ids, kept_vectors, embed_failures = _embed_batch(embedder, batch_ids, waves) if waves else ([], [], [])
+            ids += kept_ids
+            vectors += kept_vectors
+            failures += decode_failures + embed_failures
+            audio_seconds += sum(w.size for w in waves) / embedder.sample_rate
+            wall = time.perf_counter() - started
+            progress(
+                f"{embedder.name}: batch {number}/{len(batches)}: {len(ids) + len(failures)}/{len(rows)} tracks, "
+                f"{(len(ids) + len(failures)) / wall:.1f} tracks/s, {audio_seconds / wall:.1f} audio-s/s, "
+                f"{len(failures)} failures"
+            )
+    matrix = np.stack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
+    failure_table = pl.from_arrow(FAILURES.empty_table()) if not failures else pl.DataFrame(failures).cast(
+        {"at": pl.Datetime("us")})
+    return EmbeddingResult(ItemVectors(ids, matrix), failure_table, audio_seconds, time.perf_counter() - started)
+
+
+def batch_fingerprint(embedder: Embedder, batch_tracks: pl.DataFrame, max_seconds: float | None) -> str:
+    """Hash of what a batch's embeddings depend on: track ids + audio hashes, backbone identity, runner policy."""
+    payload = {
+        "tracks": sorted(zip(batch_tracks["track_id"].to_list(), batch_tracks["sha256"].to_list())),
+        "backbone": embedder.name,
+        "version": embedder.version,
+        "dim": embedder.dim,
+        "provenance": embedder.provenance(),
+        "runner": CODE_VERSION,
+        "max_seconds": max_seconds,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CatalogEmbedding:
+    embedded: list[str]  # catalog batches embedded in this call
+    skipped: list[str]  # batches whose stored table was already up to date
+    removed: list[str]  # stored batches no longer in the catalog
+    failures: int  # failed tracks in the batches embedded now
+
+
+def embed_catalog(
+    embedder: Embedder,
+    tracks: pl.DataFrame,
+    catalog_root: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 16,
+    max_seconds: float | None = None,
+    only_batches: list[str] | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> CatalogEmbedding:
+    """Write `out_dir/<batch>.parquet` (embeddings) and `out_dir/<batch>.failures.parquet` per catalog batch,
+    embedding only batches whose fingerprint changed. `only_batches` restricts the work to those batches."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    present = sorted(tracks["batch"].unique().to_list())
+    embedded, skipped, failures = [], [], 0
+    for batch in present if only_batches is None else [b for b in present if b in only_batches]:
+        batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
+        fingerprint = batch_fingerprint(embedder, batch_tracks, max_seconds)
+        target = out / f"{batch}.parquet"
+        if target.exists() and read_metadata(target).get("fingerprint") == fingerprint:
+            skipped.append(batch)
+            continue
+        progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
+        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress)
+        write_table(result.failures, "failures", out / f"{batch}.failures.parquet")
+        metadata = {
+            "backbone": embedder.name, "version": embedder.version, "sample_rate": str(embedder.sample_rate),
+            "fingerprint": fingerprint, "catalog_batch": batch, "runner_version": CODE_VERSION,
+            "max_seconds": str(max_seconds), **{k: str(v) for k, v in embedder.provenance().items()},
+        }
+        write_embeddings(result.vectors, target, metadata)
+        embedded.append(batch)
+        failures += result.failures.height
+    removed = []
+    if only_batches is None:
+        for stale in out.glob("*.parquet"):
+            batch = stale.name.removesuffix(".failures.parquet").removesuffix(".parquet")
+            if batch not in present:
+                stale.unlink()
+                removed.append(batch)
+    return CatalogEmbedding(embedded, skipped, sorted(set(removed)), failures)
+
+
+def embedding_files(out_dir: str | Path) -> list[Path]:
+    """The per-batch embedding tables of a backbone folder, sorted by batch."""
+    return sorted(p for p in Path(out_dir).glob("*.parquet") if not p.name.endswith(".failures.parquet"))
+
+
+def read_backbone(out_dir: str | Path) -> ItemVectors:
+    """All batches of a backbone's embedding table as one `ItemVectors`."""
+    files = embedding_files(out_dir)
+    if not files:
+        raise FileNotFoundError(f"{out_dir}: no embedding tables; materialise the embeddings first")
+    return read_embeddings(files)
+
+
+def read_backbone_failures(out_dir: str | Path) -> pl.DataFrame:
+    files = sorted(Path(out_dir).glob("*.failures.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.from_arrow(FAILURES.empty_table())
