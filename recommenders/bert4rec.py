@@ -1,0 +1,182 @@
+"""BERT4Rec over an item table that is either frozen from an audio backbone or learned.
+
+Two transformer layers, two heads, FFN 256; the hidden size is the item dimension, or a linear projection of
+it when the dimension is large (> `max_hidden`) or not divisible by the heads; the output layer is tied to the
+(projected) item table. Training masks 20 % of the positions (at least one per sequence) of each user's last
+`max_len` plays; recommendation appends a mask token to the user's last `max_len − 1` plays.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from catalog.io import ItemVectors
+from recommenders.base import register_recommender
+from recommenders.ranking import ItemScorer
+from recommenders.training import (
+    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
+    seed_everything, train_loop, user_sequences, validation_metric,
+)
+
+
+class Bert4RecNet(nn.Module):
+    """Token ids: 0..n_items−1 items, n_items = padding, n_items + 1 = mask. Sequences are left-padded."""
+
+    def __init__(self, n_items: int, hidden: int, max_len: int, frozen: torch.Tensor | None = None,
+                 layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.n_items, self.max_len = n_items, max_len
+        if frozen is not None:
+            self.register_buffer("item_vectors", frozen)
+            self.project = nn.Identity() if frozen.shape[1] == hidden else nn.Linear(frozen.shape[1], hidden)
+        else:
+            self.item_table = nn.Parameter(torch.randn(n_items, hidden) * 0.02)
+        self.special = nn.Parameter(torch.randn(2, hidden) * 0.02)  # padding, mask
+        self.position = nn.Embedding(max_len, hidden)
+        nn.init.normal_(self.position.weight, std=0.02)  # same scale as the learned items (BERT's init)
+        self.norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(hidden, heads, ffn, dropout, activation="gelu", batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.bias = nn.Parameter(torch.zeros(n_items))
+
+    @property
+    def pad(self) -> int:
+        return self.n_items
+
+    @property
+    def mask(self) -> int:
+        return self.n_items + 1
+
+    def items(self) -> torch.Tensor:
+        """The (n_items, hidden) item table used for input and (tied) output."""
+        return self.project(self.item_vectors) if hasattr(self, "item_vectors") else self.item_table
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (b, L) → (hidden states (b, L, hidden), item table (n_items, hidden))."""
+        items = self.items()
+        table = torch.cat([items, self.special])
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.dropout(self.norm(table[tokens] + self.position(positions)[None]))
+        return self.encoder(x, src_key_padding_mask=tokens == self.pad), items
+
+    def logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(m, hidden) states → (m, n_items) scores with the tied item table."""
+        return states @ items.T + self.bias
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> np.ndarray:
+    """(b, max length) int64 array, each sequence right-aligned, `pad` before it."""
+    width = max(len(s) for s in sequences)
+    out = np.full((len(sequences), width), pad, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            out[row, width - len(seq):] = seq
+    return out
+
+
+@register_recommender("bert4rec")
+class Bert4Rec(ItemScorer):
+    """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
+
+    name = "bert4rec"
+
+    def __init__(self, learned_items: bool = False, hidden: int | None = None, max_hidden: int = 256,
+                 proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
+                 mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
+                 max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
+                 device: str | None = None) -> None:
+        self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
+        self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
+        self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
+        self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
+        self.device = pick_device(device)
+        self.item_ids: list[str] = []
+        self.net: Bert4RecNet | None = None
+        self.report = FitReport()
+
+    def _config(self) -> dict:
+        keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
+                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed")
+        return {key: getattr(self, key) for key in keys}
+
+    def _hidden_for(self, item_dim: int | None) -> int:
+        """Hidden size: `hidden` if set; learned items 64; frozen items their dim unless too large or odd."""
+        if self.hidden is not None:
+            return self.hidden
+        if item_dim is None:
+            return 64
+        fits = item_dim <= self.max_hidden and item_dim % self.heads == 0
+        return item_dim if fits else self.proj_dim
+
+    def _build(self, n_items: int, frozen: torch.Tensor | None, hidden: int) -> Bert4RecNet:
+        return Bert4RecNet(n_items, hidden, self.max_len, frozen, self.layers, self.heads, self.ffn,
+                           self.dropout).to(self.device)
+
+    def fit(self, train: pl.DataFrame, items: ItemVectors | None = None,
+            validation: Validation | None = None) -> "Bert4Rec":
+        seed_everything(self.seed)
+        if items is None or self.learned_items:
+            self.learned_items = True
+            self.item_ids, frozen = sorted(train["track_id"].unique().to_list()), None
+        else:
+            train, vectors = align_items(train, items, self.name)
+            self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
+        self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
+        _, sequences = user_sequences(train, self.item_ids)
+        sequences = [s[-self.max_len:] for s in sequences if s]
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(sequences))
+            for start in range(0, len(order), self.batch_size):
+                tokens = left_pad([sequences[i] for i in order[start:start + self.batch_size]], self.net.pad)
+                real = tokens != self.net.pad
+                masked = real & (rng.random(tokens.shape) < self.mask_prob)
+                masked[~masked.any(axis=1), -1] = True  # at least one masked position per sequence
+                labels = tokens[masked]
+                tokens[masked] = self.net.mask
+                yield torch.from_numpy(tokens).to(self.device), torch.from_numpy(np.stack(np.nonzero(masked))), \
+                    torch.from_numpy(labels).to(self.device)
+
+        def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+            tokens, where, labels = batch
+            states, table = self.net(tokens)
+            chosen = states[where[0].to(self.device), where[1].to(self.device)]
+            return nn.functional.cross_entropy(self.net.logits(chosen, table), labels), len(tokens)
+
+        evaluate = None if validation is None else (
+            lambda: validation_metric(self.recommend, validation, self.eval_k))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
+                                 LoopSettings(self.max_epochs, self.patience, "sequences"))
+        return self
+
+    def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        if self.net is None:
+            raise RuntimeError("bert4rec: fit or load the model first")
+        keep = self.max_len - 1
+        tokens = left_pad([list(r)[-keep:] + [self.net.mask] if keep else [self.net.mask] for r in rows],
+                          self.net.pad)
+        states, table = self.net(torch.from_numpy(tokens).to(self.device))
+        return self.net.logits(states[:, -1], table)
+
+    def save(self, folder: str | Path) -> Path:
+        hidden = int(self.net.position.weight.shape[1])
+        config = {"recommender": self.name, **self._config(), "hidden": hidden, "item_ids": self.item_ids}
+        return save_checkpoint(folder, config, self.net.state_dict())
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Bert4Rec":
+        config, tensors = load_checkpoint(folder, cls.name)
+        model = cls(**{k: v for k, v in config.items() if k not in ("recommender", "item_ids")})
+        model.item_ids = config["item_ids"]
+        model.net = model._build(len(model.item_ids), tensors.get("item_vectors"), config["hidden"])
+        model.net.load_state_dict(tensors)
+        model.net.eval()
+        return model

@@ -1,0 +1,73 @@
+"""Top-k ranking shared by the score-based recommenders: a model scores every item it knows for a batch of
+users; this module removes each user's history, restricts to the candidates, and returns the best `k` ids.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+
+import torch
+
+from recommenders.base import Histories, Rankings, Recommender
+
+
+class ItemScorer(Recommender):
+    """A recommender that scores all of its `item_ids` at once; subclasses implement `score`.
+
+    Equal scores keep `torch.topk`'s order, which is deterministic for a given input and device.
+    """
+
+    item_ids: list[str]
+    batch_users: int = 512  # users scored per batch in `recommend`
+
+    @abstractmethod
+    def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Scores of shape (len(users), len(item_ids)); `rows[b]` = item rows of user b's history, oldest first."""
+
+    def item_rows(self, items: Sequence[str]) -> list[int]:
+        """Rows of the known `items`, in order; unknown ids are skipped (a model cannot use them)."""
+        position = self._positions()
+        return [position[i] for i in items if i in position]
+
+    def _positions(self) -> dict[str, int]:
+        cached = getattr(self, "_position_cache", None)
+        if cached is None or len(cached) != len(self.item_ids):
+            cached = {item: row for row, item in enumerate(self.item_ids)}
+            self._position_cache = cached
+        return cached
+
+    def _allowed(self, candidates: Sequence[str] | None) -> torch.Tensor | None:
+        if candidates is None:
+            return None
+        position = self._positions()
+        unknown = [c for c in candidates if c not in position]
+        if unknown:
+            raise KeyError(
+                f"{self.name}: {len(unknown)} candidate(s) unknown to the model (first {unknown[0]!r}); "
+                "content models can add new items with add_items()"
+            )
+        allowed = torch.zeros(len(self.item_ids), dtype=torch.bool)
+        allowed[[position[c] for c in candidates]] = True
+        return allowed
+
+    @torch.no_grad()
+    def recommend(self, histories: Histories, k: int, candidates: Sequence[str] | None = None) -> Rankings:
+        """Top-`k` items per user, best first, never an item of the user's history, only `candidates` if given."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        allowed = self._allowed(candidates)
+        users = list(histories)
+        rankings: Rankings = {}
+        for start in range(0, len(users), self.batch_users):
+            batch = users[start:start + self.batch_users]
+            rows = [self.item_rows(histories[u]) for u in batch]
+            scores = self.score(batch, rows).float().cpu().clone()
+            for b, seen in enumerate(rows):
+                scores[b, seen] = float("-inf")
+            if allowed is not None:
+                scores[:, ~allowed] = float("-inf")
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            for b, user in enumerate(batch):
+                keep = torch.isfinite(top.values[b])
+                rankings[user] = [self.item_ids[i] for i in top.indices[b][keep].tolist()]
+        return rankings

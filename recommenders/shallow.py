@@ -1,0 +1,127 @@
+"""The shallow audio recommender: frozen item vectors, trainable user vectors, one shared Linear+ReLU, cosine
+scores, trained with a hinge loss against sampled negatives (the published model, user sampling fixed).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from catalog.io import ItemVectors
+from recommenders.base import register_recommender
+from recommenders.ranking import ItemScorer
+from recommenders.training import (
+    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
+    seed_everything, train_loop, user_sequences, validation_metric,
+)
+
+
+class ShallowNet(nn.Module):
+    """Scores cos(f(u), f(v)) with f = ReLU(Linear(dim → out_dim)) shared by users and items.
+
+    `items`: frozen (n_items, dim) buffer; `users`: trainable (n_users, dim) parameter.
+    """
+
+    def __init__(self, items: torch.Tensor, users: torch.Tensor, out_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("items", items)
+        self.users = nn.Parameter(users)
+        self.head = nn.Sequential(nn.Linear(items.shape[1], out_dim), nn.ReLU())
+
+    def embed(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(b, dim) → unit-norm (b, out_dim)."""
+        return nn.functional.normalize(self.head(vectors), dim=-1)
+
+    def hinge_loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+                   margin: float) -> torch.Tensor:
+        """Mean of max(0, margin − s(u, p) + s(u, n)); users, positives (b,), negatives (b, n_neg) rows."""
+        u = self.embed(self.users[users])
+        pos = (u * self.embed(self.items[positives])).sum(-1)
+        neg = torch.einsum("bd,bnd->bn", u, self.embed(self.items[negatives]))
+        return torch.relu(margin - pos[:, None] + neg).mean()
+
+
+@register_recommender("shallow")
+class Shallow(ItemScorer):
+    """Shallow model over a backbone's frozen item vectors; early stopping on validation NDCG@`eval_k`."""
+
+    name = "shallow"
+
+    def __init__(self, out_dim: int | None = None, margin: float = 0.2, negatives: int = 20, lr: float = 1e-3,
+                 batch_size: int = 512, max_epochs: int = 50, patience: int = 3, eval_k: int = 50, seed: int = 0,
+                 device: str | None = None) -> None:
+        self.out_dim, self.margin, self.negatives, self.lr = out_dim, margin, negatives, lr
+        self.batch_size, self.max_epochs, self.patience, self.eval_k, self.seed = (
+            batch_size, max_epochs, patience, eval_k, seed)
+        self.device = pick_device(device)
+        self.item_ids: list[str] = []
+        self.user_ids: list[str] = []
+        self.net: ShallowNet | None = None
+        self.report = FitReport()
+
+    def _config(self) -> dict:
+        return {"out_dim": self.out_dim, "margin": self.margin, "negatives": self.negatives, "lr": self.lr,
+                "batch_size": self.batch_size, "max_epochs": self.max_epochs, "patience": self.patience,
+                "eval_k": self.eval_k, "seed": self.seed}
+
+    def fit(self, train: pl.DataFrame, items: ItemVectors | None,
+            validation: Validation | None = None) -> "Shallow":
+        seed_everything(self.seed)
+        train, vectors = align_items(train, items, self.name)
+        self.item_ids = vectors.ids
+        self.user_ids, sequences = user_sequences(train, self.item_ids)
+        item_matrix = torch.from_numpy(vectors.matrix).float()
+        users_init = torch.stack([item_matrix[rows].mean(0) for rows in sequences])
+        self.net = ShallowNet(item_matrix, users_init, self.out_dim or vectors.dim).to(self.device)
+        user_col = np.concatenate([np.full(len(rows), u) for u, rows in enumerate(sequences)])
+        item_col = np.concatenate([np.asarray(rows) for rows in sequences])
+        n_items = len(self.item_ids)
+
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(user_col))
+            for start in range(0, len(order), self.batch_size):
+                chosen = order[start:start + self.batch_size]
+                negatives = rng.integers(0, n_items, size=(len(chosen), self.negatives))
+                yield tuple(torch.from_numpy(a).to(self.device) for a in (user_col[chosen], item_col[chosen], negatives))
+
+        def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
+            return self.net.hinge_loss(*batch, margin=self.margin), len(batch[0])
+
+        evaluate = None if validation is None else (
+            lambda: validation_metric(self.recommend, validation, self.eval_k))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
+                                 LoopSettings(self.max_epochs, self.patience, "rows"))
+        return self
+
+    def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        if self.net is None:
+            raise RuntimeError("shallow: fit or load the model first")
+        known = {u: i for i, u in enumerate(self.user_ids)}
+        dim = self.net.items.shape[1]
+        vectors = torch.stack([
+            self.net.users[known[u]] if u in known
+            else (self.net.items[list(r)].mean(0) if r else torch.zeros(dim, device=self.device))
+            for u, r in zip(users, rows)
+        ])
+        return self.net.embed(vectors) @ self.net.embed(self.net.items).T
+
+    def save(self, folder: str | Path) -> Path:
+        config = {"recommender": self.name, **self._config(), "item_ids": self.item_ids, "user_ids": self.user_ids}
+        return save_checkpoint(folder, config, self.net.state_dict())
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Shallow":
+        config, tensors = load_checkpoint(folder, cls.name)
+        model = cls(**{k: v for k, v in config.items() if k not in ("recommender", "item_ids", "user_ids")})
+        model.item_ids, model.user_ids = config["item_ids"], config["user_ids"]
+        items, users = tensors["items"], tensors["users"]
+        model.net = ShallowNet(items, users, tensors["head.0.weight"].shape[0])
+        model.net.load_state_dict(tensors)
+        model.net.to(model.device).eval()
+        return model
