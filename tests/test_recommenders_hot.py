@@ -15,7 +15,7 @@ import torch
 
 from catalog.io import ItemVectors
 from evaluation.metrics import per_user_metrics
-from recommenders import bert4rec, ease, popularity, shallow  # noqa: F401  (registration)
+from recommenders import bert4rec, contrastive, ease, hybrid, popularity, shallow  # noqa: F401  (registration)
 from recommenders.base import RECOMMENDERS, histories_from
 from recommenders.shuffled import shuffle_items
 
@@ -74,7 +74,10 @@ FAST = {
     "ease": {"l2": 10.0},
     "shallow": {"max_epochs": 15, "batch_size": 64},
     "bert4rec": {"max_epochs": 40, "batch_size": 16, "patience": 5, "max_len": 20},
+    "contrastive": {"max_epochs": 30, "batch_size": 32, "cf_dim": 8, "dim": 16, "hidden": 32},
+    "hybrid": {"max_epochs": 40, "batch_size": 16, "dim": 16, "hidden": 32, "lr": 3e-3},
 }
+CONTENT = ["shallow", "bert4rec", "contrastive", "hybrid"]
 
 
 def fitted(name, data, items=None, **extra):
@@ -83,7 +86,7 @@ def fitted(name, data, items=None, **extra):
     return model.fit(train, vectors if items is None else items, validation)
 
 
-@pytest.mark.parametrize("name", ["ease", "shallow", "bert4rec"])
+@pytest.mark.parametrize("name", ["ease", *CONTENT])
 def test_learns_planted_clusters(data, name):
     train, _, _, test = data
     recall = recall_at_10(fitted(name, data), train, test)
@@ -95,8 +98,9 @@ def test_popularity_is_near_random_on_flat_popularity(data):
     assert recall_at_10(fitted("popularity", data), train, test) < 0.3
 
 
-@pytest.mark.parametrize("name", ["shallow", "bert4rec"])
+@pytest.mark.parametrize("name", ["shallow", "bert4rec", "contrastive"])
 def test_true_vectors_beat_shuffled_twin(data, name):
+    """(The hybrid's MLP can memorise each track from its vector's noise, so its twin is not a control here.)"""
     train, vectors, _, test = data
     true = recall_at_10(fitted(name, data), train, test)
     shuffled = recall_at_10(fitted(name, data, items=shuffle_items(vectors, seed=1)), train, test)
@@ -125,6 +129,27 @@ def test_bert4rec_learns_with_learned_items(data):
     model = RECOMMENDERS["bert4rec"](**{**FAST["bert4rec"], "lr": 3e-3}).fit(train, None, validation)
     assert model.learned_items and not hasattr(model.net, "item_vectors")
     assert recall_at_10(model, train, test) > 0.4
+
+
+@pytest.mark.parametrize("name", ["contrastive", "hybrid"])
+def test_cold_items_ranked_from_audio(data, name):
+    """New tracks near cluster 2's audio centroid are ranked first for cluster-2 users, last for others."""
+    train, vectors, _, _ = data
+    model = fitted(name, data)
+    rng = np.random.default_rng(5)
+    centroid = vectors.matrix[[vectors.ids.index(f"t2_{j:02d}") for j in range(PER_CLUSTER)]].mean(0)
+    others = vectors.matrix[[vectors.ids.index(f"t0_{j:02d}") for j in range(PER_CLUSTER)]].mean(0)
+    new = ItemVectors([f"new{j}" for j in range(10)], np.concatenate([
+        centroid + rng.normal(scale=0.5, size=(5, DIM)), others + rng.normal(scale=0.5, size=(5, DIM))
+    ]).astype(np.float32))
+    model.add_items(new)
+    histories = histories_from(train)
+    ranked = model.recommend({"u2_00": histories["u2_00"], "u0_00": histories["u0_00"]}, 5, candidates=new.ids)
+    assert set(ranked["u2_00"]) == {f"new{j}" for j in range(5)}
+    assert set(ranked["u0_00"]) == {f"new{j}" for j in range(5, 10)}
+    if name == "contrastive":
+        shared = model.embed_audio(new.matrix)
+        assert shared.shape == (10, FAST[name]["dim"]) and np.allclose(np.linalg.norm(shared, axis=1), 1, atol=1e-5)
 
 
 def test_unknown_candidate_is_a_clear_error(data):
