@@ -4,3 +4,5 @@ from recommenders import popularity  # noqa: F401
 from recommenders import ease  # noqa: F401
 from recommenders import shallow  # noqa: F401
 from recommenders import bert4rec  # noqa: F401
+from recommenders import contrastive  # noqa: F401
+from recommenders import hybrid  # noqa: F401
