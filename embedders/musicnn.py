@@ -1,0 +1,345 @@
+"""The MusiCNN backbones (`musicnn_mtt`, `musicnn_msd`): a PyTorch port of Pons & Serra's MusiCNN tagger
+loading the TensorFlow checkpoints shipped in the `musicnn==0.1.0` wheel (read with `embedders.tf_checkpoint`;
+the musicnn package code itself needs TensorFlow and is never imported).
+
+Architecture (input: log-mel patches (batch, T, 96), T = 187 frames = 3 s at 16 kHz / hop 256):
+  * front-end: batch norm of the input; two timbral convs (7 x 38 and 7 x 67 mel bins, 204 filters each,
+    input zero-padded by 3 frames on each side, 'valid') and three temporal convs (128, 64, 32 frames x 1 bin,
+    51 filters each, TF 'same' padding); each conv -> ReLU -> batch norm -> max over frequency; concatenated
+    to 561 channels per frame.
+  * mid-end: three 7-frame convs with 64 filters (ReLU -> batch norm), the 2nd and 3rd with residuals; the
+    front-end and the three mid-end outputs are concatenated to 753 channels per frame.
+  * back-end: max and mean over time (interleaved per channel, 1506 values), batch norm, dense 200 + ReLU,
+    batch norm (the 200-d "penultimate" embedding), dense 50 -> sigmoid (the tag probabilities).
+Batch norms run in inference mode with TF's epsilon 1e-3, folded into a per-channel scale and shift.
+
+Track embedding: the log-mel of the whole track is cut into 187-frame patches every `hop_seconds` (3 s by
+default, musicnn's own setting; 1.5 s is Essentia's), the tail after the last full patch is dropped as in
+musicnn, tracks shorter than one patch are repeat-padded (musicnn's training setting `pad_short:
+repeat-pad`), and the 200-d penultimate outputs are averaged over patches.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from embedders.base import register_backbone
+from embedders.mel import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, LogMel
+from embedders.tf_checkpoint import TFCheckpoint
+
+TF_BATCH_NORM_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization default
+PATCH_FRAMES = 187  # musicnn: librosa.time_to_frames(3 s) + 1
+PATCH_SECONDS = 3.0
+CPU_PATCHES_PER_BATCH = 16  # about 30 MB of activations per patch in float32
+CUDA_BYTES_PER_PATCH = 64 * 2**20  # generous float16 estimate, including cuDNN workspace
+
+MTT_TAGS = [
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing", "vocals",
+    "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop", "soft",
+    "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+]
+MSD_TAGS = [
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
+    "jazz", "beautiful", "metal", "chillout", "male vocalists", "classic rock", "soul", "indie rock", "Mellow",
+    "electronica", "80s", "folk", "90s", "chill", "instrumental", "punk", "oldies", "blues", "hard rock",
+    "ambient", "acoustic", "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb",
+    "indie pop", "sad", "House", "happy",
+]
+TAGS = {"MTT": MTT_TAGS, "MSD": MSD_TAGS}
+
+
+class FrozenBatchNorm(torch.nn.Module):
+    """Inference-mode batch norm as y = x * scale + shift over the channel axis `axis` (buffers of shape (C,))."""
+
+    def __init__(self, channels: int, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+        self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("shift", torch.zeros(channels))
+
+    def load_tf(self, checkpoint: TFCheckpoint, scope: str) -> None:
+        """Fold `scope`/{gamma, beta, moving_mean, moving_variance} into scale and shift."""
+        gamma, beta = checkpoint.read(f"{scope}/gamma"), checkpoint.read(f"{scope}/beta")
+        mean, variance = checkpoint.read(f"{scope}/moving_mean"), checkpoint.read(f"{scope}/moving_variance")
+        scale = gamma / np.sqrt(variance + np.float32(TF_BATCH_NORM_EPSILON))
+        self.scale.copy_(torch.from_numpy(scale))
+        self.shift.copy_(torch.from_numpy(beta - mean * scale))
+
+    def broadcast(self, tensor: torch.Tensor, ndim: int) -> torch.Tensor:
+        shape = [1] * ndim
+        shape[self.axis] = -1
+        return tensor.view(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.broadcast(self.scale, x.ndim) + self.broadcast(self.shift, x.ndim)
+
+
+def _load_conv(conv: torch.nn.Module, checkpoint: TFCheckpoint, scope: str) -> None:
+    """Copy a TF conv2d kernel (kh, kw, in, out) + bias into a torch Conv2d (out, in, kh, kw) or, when the TF
+    kernel spans the whole input width with one input channel, a Conv1d (out, kw, kh)."""
+    kernel = torch.from_numpy(checkpoint.read(f"{scope}/kernel"))
+    if isinstance(conv, torch.nn.Conv1d):
+        weight = kernel[:, :, 0, :].permute(2, 1, 0)
+    else:
+        weight = kernel.permute(3, 2, 0, 1)
+    if weight.shape != conv.weight.shape:
+        raise ValueError(f"{checkpoint.index_path}: {scope}/kernel gives {tuple(weight.shape)}, model expects "
+                         f"{tuple(conv.weight.shape)}")
+    conv.weight.copy_(weight)
+    conv.bias.copy_(torch.from_numpy(checkpoint.read(f"{scope}/bias")))
+
+
+class FrequencyPooledConv(torch.nn.Module):
+    """Conv2d over (time, mel) -> ReLU -> batch norm -> max over mel bins: (B, 1, T', 96) -> (B, filters, T).
+
+    Max over mel commutes with ReLU, and an affine map with a negative scale turns a max into a min, so the
+    pooling happens on the raw conv output and the batch norm on the pooled (B, filters, T) values only."""
+
+    def __init__(self, filters: int, kernel: tuple[int, int], time_padding: tuple[int, int]) -> None:
+        super().__init__()
+        self.time_padding = time_padding
+        self.conv = torch.nn.Conv2d(1, filters, kernel)
+        self.norm = FrozenBatchNorm(filters, axis=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activation = self.conv(F.pad(x, (0, 0, *self.time_padding)))  # (B, filters, T, bins)
+        positive = self.broadcast_sign()
+        pooled = torch.where(positive, activation.amax(dim=3), activation.amin(dim=3))
+        return self.norm(torch.relu(pooled))
+
+    def broadcast_sign(self) -> torch.Tensor:
+        return (self.norm.scale >= 0).view(1, -1, 1)
+
+
+class TimeConv(torch.nn.Module):
+    """Conv1d over time with 7 frames (zero-padded 3 + 3) -> ReLU -> batch norm: (B, C_in, T) -> (B, C_out, T)."""
+
+    def __init__(self, in_channels: int, filters: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv1d(in_channels, filters, 7, padding=3)
+        self.norm = FrozenBatchNorm(filters, axis=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(torch.relu(self.conv(x)))
+
+
+def _same_padding(kernel: int) -> tuple[int, int]:
+    """TF 'same' padding for stride 1: the extra frame of an even kernel goes after."""
+    return (kernel - 1) // 2, kernel - 1 - (kernel - 1) // 2
+
+
+@dataclass(frozen=True)
+class MusiCNNOutputs:
+    """Per-patch outputs, all float32 tensors: taggram (B, 50) sigmoid probabilities, mean_pool and max_pool
+    (B, 753) temporal pools of the mid-end features, penultimate (B, 200) the embedding layer."""
+
+    taggram: torch.Tensor
+    mean_pool: torch.Tensor
+    max_pool: torch.Tensor
+    penultimate: torch.Tensor
+
+
+class MusiCNN(torch.nn.Module):
+    """MusiCNN (the 'musicnn' models of the musicnn package): log-mel (B, T, 96) -> MusiCNNOutputs."""
+
+    TIMBRAL_FILTERS = 204  # int(1.6 * 128)
+    TEMPORAL_FILTERS = 51  # int(1.6 * 32)
+    FRONTEND_CHANNELS = 2 * TIMBRAL_FILTERS + 3 * TEMPORAL_FILTERS  # 561
+
+    def __init__(self, n_tags: int = 50, midend_filters: int = 64, backend_units: int = 200) -> None:
+        super().__init__()
+        self.input_norm = FrozenBatchNorm(1, axis=1)
+        self.timbral = torch.nn.ModuleList(
+            FrequencyPooledConv(self.TIMBRAL_FILTERS, (7, int(fraction * N_MELS)), (3, 3)) for fraction in (0.4, 0.7)
+        )
+        self.temporal = torch.nn.ModuleList(
+            FrequencyPooledConv(self.TEMPORAL_FILTERS, (length, 1), _same_padding(length)) for length in (128, 64, 32)
+        )
+        self.midend = torch.nn.ModuleList(
+            [TimeConv(self.FRONTEND_CHANNELS, midend_filters)]
+            + [TimeConv(midend_filters, midend_filters) for _ in range(2)]
+        )
+        pooled = 2 * (self.FRONTEND_CHANNELS + 3 * midend_filters)  # max and mean of 753 channels
+        self.pool_norm = FrozenBatchNorm(pooled, axis=1)
+        self.dense = torch.nn.Linear(pooled, backend_units)
+        self.dense_norm = FrozenBatchNorm(backend_units, axis=1)
+        self.output = torch.nn.Linear(backend_units, n_tags)
+
+    def forward(self, logmel: torch.Tensor) -> MusiCNNOutputs:
+        x = self.input_norm(logmel.unsqueeze(1))  # (B, 1, T, 96)
+        frontend = torch.cat([block(x) for block in (*self.timbral, *self.temporal)], dim=1)  # (B, 561, T)
+        first = self.midend[0](frontend)
+        second = self.midend[1](first) + first
+        third = self.midend[2](second) + second
+        features = torch.cat([frontend, first, second, third], dim=1)  # (B, 753, T)
+        max_pool, mean_pool = features.amax(dim=2), features.mean(dim=2)
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # TF order: (max_c, mean_c) per channel
+        penultimate = self.dense_norm(torch.relu(self.dense(self.pool_norm(pooled))))
+        taggram = torch.sigmoid(self.output(penultimate))
+        return MusiCNNOutputs(taggram.float(), mean_pool.float(), max_pool.float(), penultimate.float())
+
+    @torch.no_grad()
+    def load_tf_checkpoint(self, checkpoint: TFCheckpoint) -> "MusiCNN":
+        """Copy every weight from a musicnn TF checkpoint (TF layer names are numbered in creation order)."""
+        norms = [self.input_norm]
+        convs: list[torch.nn.Module] = []
+        for block in (*self.timbral, *self.temporal, *self.midend):
+            convs.append(block.conv)
+            norms.append(block.norm)
+        norms += [self.pool_norm, self.dense_norm]
+        for number, norm in enumerate(norms):
+            norm.load_tf(checkpoint, "batch_normalization" + (f"_{number}" if number else ""))
+        for number, conv in enumerate(convs):
+            _load_conv(conv, checkpoint, "conv2d" + (f"_{number}" if number else ""))
+        for number, linear in enumerate((self.dense, self.output)):
+            scope = "dense" + (f"_{number}" if number else "")
+            linear.weight.copy_(torch.from_numpy(checkpoint.read(f"{scope}/kernel")).T)
+            linear.bias.copy_(torch.from_numpy(checkpoint.read(f"{scope}/bias")))
+        return self
+
+
+def shipped_checkpoint_dir(dataset: str) -> Path:
+    """Folder of the `<dataset>_musicnn` checkpoint inside the installed musicnn wheel (not imported)."""
+    spec = importlib.util.find_spec("musicnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("musicnn weights: the musicnn package is not installed "
+                                "(pip install --no-deps musicnn==0.1.0), or pass weights_dir=")
+    return Path(list(spec.submodule_search_locations)[0]) / f"{dataset}_musicnn"
+
+
+def load_pretrained(dataset: str, weights_dir: str | Path | None = None) -> tuple[MusiCNN, Path]:
+    """MusiCNN with the weights of `dataset` ('MTT' or 'MSD'); returns the model (eval mode) and the data file."""
+    if dataset not in TAGS:
+        raise ValueError(f"musicnn: dataset must be one of {sorted(TAGS)}, got {dataset!r}")
+    folder = Path(weights_dir) if weights_dir is not None else shipped_checkpoint_dir(dataset)
+    checkpoint = TFCheckpoint(str(folder) + "/")  # musicnn saves with an empty file stem: '<folder>/.index'
+    model = MusiCNN(n_tags=len(TAGS[dataset])).load_tf_checkpoint(checkpoint)
+    return model.eval(), checkpoint.data_paths[0]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cut_patches(logmel: torch.Tensor, hop_frames: int) -> torch.Tensor:
+    """(frames, 96) -> (n_patches, 187, 96): patches start every `hop_frames` frames while a full patch fits;
+    a track shorter than one patch is repeated (tiled) up to 187 frames."""
+    frames = logmel.shape[0]
+    if frames < PATCH_FRAMES:
+        repeats = -(-PATCH_FRAMES // frames)
+        return logmel.repeat(repeats, 1)[:PATCH_FRAMES].unsqueeze(0)
+    return logmel.unfold(0, PATCH_FRAMES, hop_frames).transpose(1, 2)
+
+
+class MusiCNNEmbedder:
+    """The `Embedder` for one MusiCNN checkpoint; see the module docstring for the patch and pooling policy.
+
+    `hop_seconds`: patch hop (3.0 = musicnn's default of adjacent patches, 1.5 = Essentia's 93 frames);
+    `device`: 'cpu' / 'cuda' (default: cuda when available, run in float16; features stay float32);
+    `patches_per_batch`: patches per forward pass (default: 16 on CPU, sized to free memory on CUDA)."""
+
+    sample_rate = SAMPLE_RATE
+    dim = 200
+    version = "1"
+
+    def __init__(
+        self,
+        dataset: str,
+        hop_seconds: float = PATCH_SECONDS,
+        device: str | None = None,
+        patches_per_batch: int | None = None,
+        weights_dir: str | Path | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.name = f"musicnn_{dataset.lower()}"
+        self.tag_names = TAGS.get(dataset, [])
+        self.hop_frames = int(hop_seconds * PATCH_FRAMES / PATCH_SECONDS)
+        if self.hop_frames < 1:
+            raise ValueError(f"{self.name}: hop_seconds={hop_seconds} is shorter than one frame")
+        self.hop_seconds = hop_seconds
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        model, self.weights_path = load_pretrained(dataset, weights_dir)
+        self.model = model.to(self.device, self.dtype)
+        self.features = LogMel().to(self.device)
+        self.patches_per_batch = patches_per_batch or self._default_patches_per_batch()
+
+    def _default_patches_per_batch(self) -> int:
+        if self.device.type != "cuda":
+            return CPU_PATCHES_PER_BATCH
+        free_bytes, _ = torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(1024, free_bytes // 2 // CUDA_BYTES_PER_PATCH)))
+
+    def log_mel(self, waveform: np.ndarray) -> torch.Tensor:
+        """(samples,) float32 at 16 kHz -> (frames, 96) float32 on the model's device. Waveforms shorter than one
+        FFT frame are zero-padded to 512 samples; empty or non-1-D input raises ValueError."""
+        wave = np.asarray(waveform, dtype=np.float32)
+        if wave.ndim != 1 or wave.size == 0:
+            raise ValueError(f"{self.name}: expected a non-empty mono waveform, got shape {wave.shape}")
+        if wave.size < N_FFT:
+            wave = np.pad(wave, (0, N_FFT - wave.size))
+        return self.features(torch.from_numpy(wave).to(self.device).unsqueeze(0))[0]
+
+    @torch.inference_mode()
+    def patch_outputs(self, waveforms: Sequence[np.ndarray]) -> tuple[list[int], MusiCNNOutputs]:
+        """Run every patch of every track: (patches per track, outputs over all patches in track order)."""
+        patches = [cut_patches(self.log_mel(wave), self.hop_frames) for wave in waveforms]
+        counts = [p.shape[0] for p in patches]
+        stacked = torch.cat(patches).to(self.dtype)
+        parts = [self.model(stacked[start : start + self.patches_per_batch])
+                 for start in range(0, stacked.shape[0], self.patches_per_batch)]
+        merged = MusiCNNOutputs(*(torch.cat([getattr(p, field) for p in parts]).cpu()
+                                  for field in ("taggram", "mean_pool", "max_pool", "penultimate")))
+        return counts, merged
+
+    def _track_means(self, waveforms: Sequence[np.ndarray], field: str, width: int) -> np.ndarray:
+        if len(waveforms) == 0:
+            return np.zeros((0, width), np.float32)
+        counts, outputs = self.patch_outputs(waveforms)
+        per_patch = getattr(outputs, field)
+        return torch.stack([chunk.mean(dim=0) for chunk in per_patch.split(counts)]).numpy().astype(np.float32)
+
+    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, 200) float32: mean over each track's patches of the penultimate layer."""
+        return self._track_means(waveforms, "penultimate", self.dim)
+
+    def tags(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, 50) float32: mean over each track's patches of the tag probabilities (names: `tag_names`)."""
+        return self._track_means(waveforms, "taggram", len(self.tag_names))
+
+    def provenance(self) -> dict[str, str]:
+        return {
+            "weights": f"musicnn==0.1.0 {self.dataset}_musicnn (TF checkpoint, ported to PyTorch)",
+            "weights_sha256": _sha256(self.weights_path),
+            "sample_rate": str(SAMPLE_RATE),
+            "features": f"log10(10000*mel+1), {N_MELS} mel, n_fft {N_FFT}, hop {HOP_LENGTH}, float32",
+            "clip_policy": f"patches of {PATCH_FRAMES} frames ({PATCH_SECONDS} s) every {self.hop_frames} frames "
+                           f"({self.hop_seconds} s), tail dropped, short tracks repeat-padded",
+            "pooling": "mean over patches of the 200-d penultimate layer",
+        }
+
+
+@register_backbone("musicnn_mtt")
+def musicnn_mtt(**options) -> MusiCNNEmbedder:
+    """MusiCNN trained on MagnaTagATune (50 MTT tags)."""
+    return MusiCNNEmbedder("MTT", **options)
+
+
+@register_backbone("musicnn_msd")
+def musicnn_msd(**options) -> MusiCNNEmbedder:
+    """MusiCNN trained on the Million Song Dataset (50 last.fm tags)."""
+    return MusiCNNEmbedder("MSD", **options)
