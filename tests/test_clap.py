@@ -10,7 +10,7 @@ from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, PreTrained
 
 from embedders.base import Embedder, create_embedder
 from embedders.clap import ClapEmbedder
-from embedders.clap_laion import LaionCheckpointError, laion_to_transformers
+from embedders.clap_laion import LaionCheckpointError, laion_config, laion_to_transformers
 
 RATE = 48_000
 WORDS = ["<s>", "<pad>", "</s>", "<unk>", "piano", "choir", "flute", "slow", "fast", "music"]
@@ -243,3 +243,16 @@ def test_missing_weights_name_the_setting(tmp_path, monkeypatch):
 def test_window_longer_than_the_clip_is_refused(hf_folder):
     with pytest.raises(ValueError, match="window_s=2"):
         ClapEmbedder(weights=hf_folder, device="cpu", window_s=2.0)
+
+
+@pytest.mark.parametrize("name, width, depths", [("htsat-tiny", 96, [2, 2, 6, 2]), ("htsat-base", 128, [2, 2, 12, 2])])
+def test_named_configs_follow_laion_htsat_sizes(name, width, depths):
+    """laion_clap's create_htsat_model: tiny = embed_dim 96, depths 2-2-6-2; base = 128, 2-2-12-2; heads 4-8-16-32."""
+    config, folder = laion_config(name, {})
+    audio = config.audio_config
+    assert folder is None and audio.patch_embeds_hidden_size == width and list(audio.depths) == depths
+    assert list(audio.num_attention_heads) == [4, 8, 16, 32] and audio.spec_size == 256 and audio.window_size == 8
+    with torch.device("meta"):
+        model = ClapModel(config)
+    assert model.audio_model.audio_encoder.num_features == audio.hidden_size == 8 * width
+    assert model.audio_projection.linear2.out_features == 512
