@@ -14,6 +14,7 @@ from catalog.io import read_metadata
 from embedders.base import create_embedder
 from embedders.runner import CODE_VERSION as RUNNER_VERSION
 from embedders.runner import embed_catalog, embedding_files
+from assets.automation import RERUN_WHEN_STALE
 from pipelines.resources import CatalogResource, StorageResource
 
 GPU_BACKBONES = {"musicnn_mtt", "musicnn_msd", "clap", "hf_audio"}  # routed to the `gpu` pool
@@ -37,6 +38,7 @@ def build_embedding_asset(backbone: str) -> dg.AssetsDefinition:
         op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
         if is_gpu else None,
         kinds={"pytorch"} if is_gpu else {"python"},
+        automation_condition=RERUN_WHEN_STALE,
     )
     def embeddings(
         context: dg.AssetExecutionContext, tracks: pl.DataFrame, catalog: CatalogResource, storage: StorageResource

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from assets.automation import RERUN_WHEN_STALE
 from assets.embeddings import GPU_BACKBONES
 from assets.experiment import REPORT_KS
 from embedders.runner import read_backbone
@@ -19,6 +20,7 @@ SPLIT_CODE_VERSION = "1"
 
 @dg.multi_asset(
     outs={f"hot_{part}": dg.AssetOut(group_name="hot_start", code_version=SPLIT_CODE_VERSION,
+                                     automation_condition=RERUN_WHEN_STALE,
                                      description=f"The {part} part of the time-based hot split.")
           for part in ("train", "validation", "test")},
     can_subset=False,
@@ -48,6 +50,7 @@ def build_model_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
         name=model_key(recommender, backbone),
         group_name="hot_start",
         code_version="1",
+        automation_condition=RERUN_WHEN_STALE,
         deps=[f"embeddings_{backbone}"],
         pool="gpu" if is_gpu else None,
         description=f"`{recommender}` trained on the hot split over `{backbone}` item vectors "
@@ -73,6 +76,7 @@ def build_evaluation_asset(recommender: str, backbone: str) -> dg.AssetsDefiniti
         name=f"eval_{recommender}__{backbone}",
         group_name="hot_start",
         code_version="1",
+        automation_condition=RERUN_WHEN_STALE,
         deps=[model_key(recommender, backbone)],
         description=f"Per-user test metrics of `{recommender}` on `{backbone}` (hot scenario).",
     )

@@ -7,12 +7,14 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.catalog import catalog_tables
+from assets.checks import build_embedding_check, interactions_are_valid, tracks_are_valid
 from assets.embeddings import build_embedding_asset
 from assets.experiment import BACKBONES, HOT_RECOMMENDERS
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
 from assets.reports import metrics, per_user_metrics_all, report, significance
 from pipelines.io_manager import ParquetIOManager
 from pipelines.resources import CatalogResource, StorageResource, default_storage_root
+from pipelines.sensors import new_catalog_batches, nightly_reembed
 
 
 def all_assets() -> list:
@@ -31,9 +33,17 @@ def build_definitions(storage_root: str | None = None, catalog: CatalogResource 
     root = storage_root or default_storage_root()
     demo_job = dg.define_asset_job("demo", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
                                    description="Everything, from the demo catalog to the report, in one process.")
+    embed_job = dg.define_asset_job(
+        "embed", selection=dg.AssetSelection.groups("catalog", "embeddings"), executor_def=dg.in_process_executor,
+        description="Catalog tables and every backbone's embeddings (only new or changed batches are embedded).")
+    automation = dg.AutomationConditionSensorDefinition(
+        "musicrec_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING)
     return dg.Definitions(
         assets=all_assets(),
-        jobs=[demo_job],
+        asset_checks=[tracks_are_valid, interactions_are_valid, *[build_embedding_check(b) for b in BACKBONES]],
+        jobs=[demo_job, embed_job],
+        sensors=[new_catalog_batches, automation],
+        schedules=[nightly_reembed],
         resources={
             "storage": StorageResource(root=root),
             "catalog": catalog or CatalogResource(),
