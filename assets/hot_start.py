@@ -42,16 +42,22 @@ def model_key(recommender: str, backbone: str) -> str:
     return f"model_{recommender}__{backbone}"
 
 
+def content_free(recommender: str) -> bool:
+    """Pure collaborative baselines (popularity, EASE) use no embeddings; their backbone label is "none"."""
+    return not RECOMMENDERS[recommender].uses_content
+
+
 def build_model_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
     model_class = RECOMMENDERS[recommender]
     is_gpu = backbone in GPU_BACKBONES and recommender != "knn"
+    uses_content = not content_free(recommender)
 
     @dg.asset(
         name=model_key(recommender, backbone),
         group_name="hot_start",
         code_version="1",
         automation_condition=RERUN_WHEN_STALE,
-        deps=[f"embeddings_{backbone}"],
+        deps=[f"embeddings_{backbone}"] if uses_content else [],
         pool="gpu" if is_gpu else None,
         description=f"`{recommender}` trained on the hot split over `{backbone}` item vectors "
                     f"(storage/models/{recommender}__{backbone}/).",
@@ -60,11 +66,11 @@ def build_model_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, hot_train: pl.DataFrame, hot_validation: pl.DataFrame,
         storage: StorageResource,
     ) -> dg.MaterializeResult:
-        items = read_backbone(storage.path("embeddings", backbone))
+        items = read_backbone(storage.path("embeddings", backbone)) if uses_content else None
         validation = (histories_from(hot_train), relevant_sets(hot_validation))
         fitted = model_class().fit(hot_train, items, validation=validation)
         folder = fitted.save(storage.path("models", f"{recommender}__{backbone}"))
-        return dg.MaterializeResult(metadata={"path": str(folder), "items": len(items.ids)})
+        return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height})
 
     return model
 

@@ -4,12 +4,12 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
-from assets.experiment import BACKBONES, BASELINE_BACKBONE, HEADLINE_K, HOT_RECOMMENDERS
+from assets.experiment import BASELINE_BACKBONE, HEADLINE_K, hot_systems
 from catalog.io import atomic_path
 from evaluation.report import markdown_report, metrics_table, significance_table
 from pipelines.resources import StorageResource
 
-EVALUATIONS = [f"eval_{r}__{b}" for r in HOT_RECOMMENDERS for b in BACKBONES]
+EVALUATIONS = [f"eval_{r}__{b}" for r, b in hot_systems()]
 
 
 @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE, ins={name: dg.AssetIn(name) for name in EVALUATIONS})

@@ -9,7 +9,7 @@ import dagster as dg
 from assets.catalog import catalog_tables
 from assets.checks import build_embedding_check, interactions_are_valid, tracks_are_valid
 from assets.embeddings import build_embedding_asset
-from assets.experiment import BACKBONES, HOT_RECOMMENDERS
+from assets.experiment import BACKBONES, hot_systems
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
 from assets.reports import metrics, per_user_metrics_all, report, significance
 from pipelines.io_manager import ParquetIOManager
@@ -22,8 +22,8 @@ def all_assets() -> list:
         catalog_tables,
         *[build_embedding_asset(b) for b in BACKBONES],
         hot_split_tables,
-        *[build_model_asset(r, b) for r in HOT_RECOMMENDERS for b in BACKBONES],
-        *[build_evaluation_asset(r, b) for r in HOT_RECOMMENDERS for b in BACKBONES],
+        *[build_model_asset(r, b) for r, b in hot_systems()],
+        *[build_evaluation_asset(r, b) for r, b in hot_systems()],
         per_user_metrics_all, metrics, significance, report,
     ]
 
