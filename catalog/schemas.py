@@ -102,8 +102,10 @@ def validate_table(table: pa.Table, kind: str, source: str | Path = "<in-memory 
             try:
                 column = column.cast(field.type, safe=True)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                bad = _uncastable_rows(column, field.type)
+                at = f" at {_rows_preview(bad)} (first: {column[bad[0]].as_py()!r})" if bad else ""
                 raise SchemaError(
-                    f"{where}: column '{field.name}' has type {column.type}, expected {field.type} ({exc})"
+                    f"{where}: column '{field.name}' has type {column.type}, expected {field.type}{at} ({exc})"
                 ) from None
         if field.name not in spec.nullable and column.null_count:
             nulls = [i for i, v in enumerate(column.is_null().to_pylist()) if v]
@@ -113,6 +115,29 @@ def validate_table(table: pa.Table, kind: str, source: str | Path = "<in-memory 
     if spec.unique and result.num_rows:
         _check_unique(result, spec, where)
     return result
+
+
+def _uncastable_rows(column: pa.ChunkedArray, target: pa.DataType, block: int = 4096) -> list[int]:
+    """Rows of `column` whose value cannot be cast safely to `target` (blocks that cast are skipped whole);
+    empty when no value of the column's type could be cast (the type itself is wrong)."""
+    try:
+        pa.array([], column.type).cast(target, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return []
+    bad: list[int] = []
+    for start in range(0, len(column), block):
+        part = column.slice(start, block)
+        try:
+            part.cast(target, safe=True)
+            continue
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        for offset in range(len(part)):
+            try:
+                part.slice(offset, 1).cast(target, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                bad.append(start + offset)
+    return bad
 
 
 def _check_unique(table: pa.Table, spec: TableSpec, where: str) -> None:

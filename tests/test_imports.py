@@ -1,0 +1,27 @@
+"""Each top-level package must import from this repository: `catalog`, `assets`, `evaluation` ... are generic
+names that a site-packages distribution could shadow (and a shadowed `assets` breaks the Dagster location)."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("catalog", "embedders", "recommenders", "evaluation", "assets", "pipelines")
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_resolves_to_this_repository(name):
+    module = importlib.import_module(name)
+    assert module.__file__ is not None, f"{name} is a namespace package, not this repository's package"
+    location = Path(module.__file__).resolve()
+    assert location == REPO_ROOT / name / "__init__.py", f"{name} imports from {location}, not {REPO_ROOT}"
+
+
+def test_definitions_module_loads_the_asset_graph():
+    from pipelines.definitions import defs
+
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"tracks", "interactions", "embeddings_random", "embeddings_handcrafted", "report"} <= keys
+    assert defs.resolve_job_def("demo").name == "demo"
