@@ -1,0 +1,124 @@
+"""Atomic Parquet IO and the embedding tables."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from catalog.io import (
+    ItemVectors, atomic_path, read_embeddings, read_metadata, read_table, write_embeddings, write_json,
+    write_parquet, write_table,
+)
+from catalog.schemas import SchemaError
+
+
+def test_atomic_path_exception_keeps_previous_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "table.parquet"
+    write_parquet(pa.table({"x": [1, 2, 3]}), target)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a table")
+            assert tmp.parent == target.parent and tmp != target
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.parquet"]
+
+
+def test_atomic_path_success_replaces_target_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "sub" / "note.txt"  # parent folders are created
+    with atomic_path(target) as tmp:
+        tmp.write_text("first")
+    with atomic_path(target) as tmp:
+        tmp.write_text("second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["note.txt"]
+
+
+def test_failed_parquet_write_keeps_previous_table(tmp_path):
+    target = tmp_path / "t.parquet"
+    write_parquet(pa.table({"x": [1]}), target)
+    with pytest.raises(Exception):
+        write_parquet("not a table", target)  # type: ignore[arg-type]
+    assert pl.read_parquet(target)["x"].to_list() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_write_table_validates_and_read_table_round_trips(tmp_path):
+    frame = pl.DataFrame({"user_id": ["u1", "u2"], "track_id": ["t1", "t1"],
+                          "timestamp": [datetime(2024, 1, 1), datetime(2024, 1, 2)], "count": [1, 5]})
+    path = write_table(frame, "interactions", tmp_path / "interactions.parquet")
+    back = read_table(path, "interactions")
+    assert back["count"].dtype == pl.Int32 and back["count"].to_list() == [1, 5]
+    assert back["user_id"].to_list() == ["u1", "u2"]
+    with pytest.raises(SchemaError, match="bad.parquet"):
+        write_table(frame.drop("count"), "interactions", tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_read_table_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        read_table(tmp_path / "missing.parquet", "tracks")
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"this is not parquet")
+    with pytest.raises(SchemaError, match="garbage.parquet"):
+        read_table(garbage, "tracks")
+
+
+def test_embeddings_round_trip_with_metadata(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = ItemVectors(["t1", "t2", "t3"], rng.standard_normal((3, 8)).astype(np.float32))
+    path = write_embeddings(vectors, tmp_path / "b0.parquet", {"backbone": "toy", "weights_sha256": "abc"})
+    back = read_embeddings(path)
+    assert back.ids == ["t1", "t2", "t3"] and back.dim == 8
+    assert back.matrix.dtype == np.float32
+    np.testing.assert_array_equal(back.matrix, vectors.matrix)
+    meta = read_metadata(path)
+    assert meta["backbone"] == "toy" and meta["weights_sha256"] == "abc" and meta["dim"] == "8"
+    import pyarrow.parquet as pq
+
+    column_type = pq.read_schema(path).field("embedding").type
+    assert pa.types.is_fixed_size_list(column_type) and column_type.list_size == 8
+    assert column_type.value_type == pa.float32()
+
+
+def test_read_several_batch_files_in_order(tmp_path):
+    a = ItemVectors(["t1", "t2"], np.arange(8, dtype=np.float32).reshape(2, 4))
+    b = ItemVectors(["t3"], np.full((1, 4), 9.0, np.float32))
+    paths = [write_embeddings(a, tmp_path / "b0.parquet", {}), write_embeddings(b, tmp_path / "b1.parquet", {})]
+    both = read_embeddings(paths)
+    assert both.ids == ["t1", "t2", "t3"]
+    np.testing.assert_array_equal(both.matrix, np.vstack([a.matrix, b.matrix]))
+    assert both.subset(["t3", "t1"]).matrix.tolist() == [[9.0] * 4, [0.0, 1.0, 2.0, 3.0]]
+    with pytest.raises(KeyError, match="t9"):
+        both.subset(["t1", "t9"])
+
+
+def test_dim_mismatch_between_files(tmp_path):
+    write_embeddings(ItemVectors(["t1"], np.zeros((1, 4), np.float32)), tmp_path / "b0.parquet", {})
+    write_embeddings(ItemVectors(["t2"], np.zeros((1, 5), np.float32)), tmp_path / "b1.parquet", {})
+    with pytest.raises(SchemaError, match=r"b1\.parquet.*dim 5.*4"):
+        read_embeddings([tmp_path / "b0.parquet", tmp_path / "b1.parquet"])
+
+
+def test_embedding_table_with_wrong_columns(tmp_path):
+    path = write_parquet(pa.table({"id": ["t1"], "vec": [[1.0, 2.0]]}), tmp_path / "x.parquet")
+    with pytest.raises(SchemaError, match="x.parquet"):
+        read_embeddings(path)
+    path = write_parquet(pa.table({"track_id": ["t1"], "embedding": [[1.0, 2.0]]}), tmp_path / "y.parquet")
+    with pytest.raises(SchemaError, match="fixed_size_list"):
+        read_embeddings(path)
+
+
+def test_item_vectors_shape_check():
+    with pytest.raises(ValueError, match="2 ids"):
+        ItemVectors(["a", "b"], np.zeros((3, 4), np.float32))
+
+
+def test_write_json_is_sorted_and_atomic(tmp_path):
+    path = write_json({"b": 1, "a": [1, 2]}, tmp_path / "c.json")
+    assert path.read_text().index('"a"') < path.read_text().index('"b"')
+    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
