@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from embedders.base import register_backbone
 from embedders.mel import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, LogMel
@@ -37,7 +36,7 @@ from embedders.tf_checkpoint import TFCheckpoint
 TF_BATCH_NORM_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization default
 PATCH_FRAMES = 187  # musicnn: librosa.time_to_frames(3 s) + 1
 PATCH_SECONDS = 3.0
-CPU_PATCHES_PER_BATCH = 16  # about 30 MB of activations per patch in float32
+CPU_PATCHES_PER_BATCH = 32  # about 600 MB of float32 activations at peak (measured)
 CUDA_BYTES_PER_PATCH = 64 * 2**20  # generous float16 estimate, including cuDNN workspace
 
 MTT_TAGS = [
@@ -100,25 +99,34 @@ def _load_conv(conv: torch.nn.Module, checkpoint: TFCheckpoint, scope: str) -> N
 
 
 class FrequencyPooledConv(torch.nn.Module):
-    """Conv2d over (time, mel) -> ReLU -> batch norm -> max over mel bins: (B, 1, T', 96) -> (B, filters, T).
+    """Conv2d over (time, mel) -> ReLU -> batch norm -> max over mel bins: (B, 1, T, 96) -> (B, filters, T).
 
-    Max over mel commutes with ReLU, and an affine map with a negative scale turns a max into a min, so the
-    pooling happens on the raw conv output and the batch norm on the pooled (B, filters, T) values only."""
+    The TF time padding (before, after) is done by the conv as (after, after) zeros, dropping the
+    `after - before` first output frames. Pooling happens on the raw conv output, so that the batch norm
+    touches only the pooled (B, filters, T) values: max over mel commutes with ReLU, and for a channel whose
+    batch-norm scale is negative the max of the normalised values is the scaled *min*, which is computed as
+    minus the max of the sign-flipped conv (weights flipped once at load time, `sign` = -1)."""
 
     def __init__(self, filters: int, kernel: tuple[int, int], time_padding: tuple[int, int]) -> None:
         super().__init__()
-        self.time_padding = time_padding
-        self.conv = torch.nn.Conv2d(1, filters, kernel)
+        before, after = time_padding
+        self.skip_frames = after - before
+        self.conv = torch.nn.Conv2d(1, filters, kernel, padding=(after, 0))
         self.norm = FrozenBatchNorm(filters, axis=1)
+        self.register_buffer("sign", torch.ones(filters))
+
+    def load_tf(self, checkpoint: TFCheckpoint, conv_scope: str, norm_scope: str) -> None:
+        _load_conv(self.conv, checkpoint, conv_scope)
+        self.norm.load_tf(checkpoint, norm_scope)
+        self.sign.copy_(torch.where(self.norm.scale < 0, -1.0, 1.0))
+        self.conv.weight.mul_(self.sign.view(-1, 1, 1, 1))
+        self.conv.bias.mul_(self.sign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activation = self.conv(F.pad(x, (0, 0, *self.time_padding)))  # (B, filters, T, bins)
-        positive = self.broadcast_sign()
-        pooled = torch.where(positive, activation.amax(dim=3), activation.amin(dim=3))
+        frames = x.shape[2]
+        activation = self.conv(x)[:, :, self.skip_frames : self.skip_frames + frames]  # (B, filters, T, bins)
+        pooled = activation.amax(dim=3) * self.sign.view(1, -1, 1)
         return self.norm(torch.relu(pooled))
-
-    def broadcast_sign(self) -> torch.Tensor:
-        return (self.norm.scale >= 0).view(1, -1, 1)
 
 
 class TimeConv(torch.nn.Module):
@@ -128,6 +136,10 @@ class TimeConv(torch.nn.Module):
         super().__init__()
         self.conv = torch.nn.Conv1d(in_channels, filters, 7, padding=3)
         self.norm = FrozenBatchNorm(filters, axis=1)
+
+    def load_tf(self, checkpoint: TFCheckpoint, conv_scope: str, norm_scope: str) -> None:
+        _load_conv(self.conv, checkpoint, conv_scope)
+        self.norm.load_tf(checkpoint, norm_scope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(torch.relu(self.conv(x)))
@@ -190,22 +202,24 @@ class MusiCNN(torch.nn.Module):
 
     @torch.no_grad()
     def load_tf_checkpoint(self, checkpoint: TFCheckpoint) -> "MusiCNN":
-        """Copy every weight from a musicnn TF checkpoint (TF layer names are numbered in creation order)."""
-        norms = [self.input_norm]
-        convs: list[torch.nn.Module] = []
-        for block in (*self.timbral, *self.temporal, *self.midend):
-            convs.append(block.conv)
-            norms.append(block.norm)
-        norms += [self.pool_norm, self.dense_norm]
-        for number, norm in enumerate(norms):
-            norm.load_tf(checkpoint, "batch_normalization" + (f"_{number}" if number else ""))
-        for number, conv in enumerate(convs):
-            _load_conv(conv, checkpoint, "conv2d" + (f"_{number}" if number else ""))
+        """Copy every weight from a musicnn TF checkpoint. TF numbers its layers in creation order:
+        batch_normalization (input), then conv2d_i with batch_normalization_{i+1} for the 5 front-end and 3
+        mid-end blocks, batch_normalization_9 (pooled), dense, batch_normalization_10, dense_1."""
+        self.input_norm.load_tf(checkpoint, "batch_normalization")
+        for number, block in enumerate((*self.timbral, *self.temporal, *self.midend)):
+            block.load_tf(checkpoint, _numbered("conv2d", number), _numbered("batch_normalization", number + 1))
+        self.pool_norm.load_tf(checkpoint, "batch_normalization_9")
+        self.dense_norm.load_tf(checkpoint, "batch_normalization_10")
         for number, linear in enumerate((self.dense, self.output)):
-            scope = "dense" + (f"_{number}" if number else "")
+            scope = _numbered("dense", number)
             linear.weight.copy_(torch.from_numpy(checkpoint.read(f"{scope}/kernel")).T)
             linear.bias.copy_(torch.from_numpy(checkpoint.read(f"{scope}/bias")))
         return self
+
+
+def _numbered(base: str, number: int) -> str:
+    """TF's automatic layer names: base, base_1, base_2, ..."""
+    return f"{base}_{number}" if number else base
 
 
 def shipped_checkpoint_dir(dataset: str) -> Path:
@@ -250,7 +264,7 @@ class MusiCNNEmbedder:
 
     `hop_seconds`: patch hop (3.0 = musicnn's default of adjacent patches, 1.5 = Essentia's 93 frames);
     `device`: 'cpu' / 'cuda' (default: cuda when available, run in float16; features stay float32);
-    `patches_per_batch`: patches per forward pass (default: 16 on CPU, sized to free memory on CUDA)."""
+    `patches_per_batch`: patches per forward pass (default: 32 on CPU, sized to free memory on CUDA)."""
 
     sample_rate = SAMPLE_RATE
     dim = 200
@@ -266,7 +280,6 @@ class MusiCNNEmbedder:
     ) -> None:
         self.dataset = dataset
         self.name = f"musicnn_{dataset.lower()}"
-        self.tag_names = TAGS.get(dataset, [])
         self.hop_frames = int(hop_seconds * PATCH_FRAMES / PATCH_SECONDS)
         if self.hop_frames < 1:
             raise ValueError(f"{self.name}: hop_seconds={hop_seconds} is shorter than one frame")
@@ -274,6 +287,7 @@ class MusiCNNEmbedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         model, self.weights_path = load_pretrained(dataset, weights_dir)
+        self.tag_names = TAGS[dataset]
         self.model = model.to(self.device, self.dtype)
         self.features = LogMel().to(self.device)
         self.patches_per_batch = patches_per_batch or self._default_patches_per_batch()
