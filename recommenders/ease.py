@@ -98,7 +98,7 @@ class Ease(ItemScorer):
         _, matrix = interaction_matrix(train, self.item_ids)
         x = torch.from_numpy(matrix.toarray()).to(self.device, torch.float64)
         gram = x.T @ x + self.l2 * torch.eye(len(self.item_ids), dtype=torch.float64, device=self.device)
-        precision = torch.linalg.inv(gram)
+        precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # gram is symmetric positive definite
         weights = -precision / torch.diagonal(precision)[None, :]
         weights.fill_diagonal_(0.0)
         self.weights = weights.float()
