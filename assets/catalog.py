@@ -1,5 +1,8 @@
 """Catalog assets: the contract tables of the configured catalog (the demo catalog by default)."""
 
+import hashlib
+from pathlib import Path
+
 import dagster as dg
 import polars as pl
 
@@ -11,6 +14,25 @@ from pipelines.resources import CatalogResource, StorageResource
 
 CATALOG_CODE_VERSION = "1"
 TABLES = ("tracks", "artists", "interactions", "artist_edges", "queries")
+
+
+def content_version(table: pl.DataFrame) -> dg.DataVersion:
+    """A data version from the table's content (column names + row hashes), so an unchanged table re-emitted
+    by a new run does not make anything downstream stale."""
+    digest = hashlib.sha256(",".join(table.columns).encode())
+    if table.height:
+        digest.update(table.hash_rows(seed=0).sort().to_numpy().tobytes())
+    return dg.DataVersion(digest.hexdigest()[:16])
+
+
+def folder_tables(catalog: CatalogResource) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Ingest a folder catalog; the other tables come from the optional Parquet paths of the resource."""
+    result = ingest_folder(catalog.folder, catalog.metadata_csv or None)
+    tables = {"tracks": result.tracks}
+    for name in TABLES[1:]:
+        path = getattr(catalog, name)
+        tables[name] = read_table(Path(path), name) if path else pl.from_arrow(SPECS[name].schema.empty_table())
+    return tables, result.failures
 
 
 @dg.multi_asset(
@@ -29,10 +51,7 @@ def catalog_tables(context: dg.AssetExecutionContext, catalog: CatalogResource, 
         tables = {name: read_table(root / f"{name}.parquet", name) for name in TABLES}
         failures = read_table(root / "failures.parquet", "failures")
     elif catalog.source == "folder":
-        result = ingest_folder(catalog.folder, catalog.metadata_csv or None)
-        empty = {name: pl.from_arrow(SPECS[name].schema.empty_table()) for name in TABLES}
-        tables = {**empty, "tracks": result.tracks}
-        failures = result.failures
+        tables, failures = folder_tables(catalog)
     else:
         raise ValueError(f"catalog.source must be 'demo' or 'folder', got {catalog.source!r}")
     known_tracks = set(tables["tracks"]["track_id"].to_list())
@@ -41,4 +60,5 @@ def catalog_tables(context: dg.AssetExecutionContext, catalog: CatalogResource, 
     for failure in failures.iter_rows(named=True):
         context.log.warning(f"skipped track {failure['track_id']}: {failure['error']}")
     for name in TABLES:
-        yield dg.Output(tables[name], output_name=name, metadata={"rows": tables[name].height})
+        yield dg.Output(tables[name], output_name=name, data_version=content_version(tables[name]),
+                        metadata={"rows": tables[name].height})

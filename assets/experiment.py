@@ -1,16 +1,24 @@
 """The experiment matrix the asset factories iterate over: which backbones are embedded and which
 recommenders are trained on each. Add a name here (it must be registered in embedders/ or recommenders/)
 and the asset graph grows by a branch; nothing else changes."""
+from dataclasses import dataclass
 
-BACKBONES: tuple[str, ...] = ("random", "handcrafted", "musicnn_mtt")
-CONTENT_RECOMMENDERS: tuple[str, ...] = ("knn", "shallow", "bert4rec", "contrastive", "hybrid")
-CF_BASELINES: tuple[str, ...] = ("popularity", "ease")  # no embeddings: backbone label "none"
-NO_BACKBONE = "none"
-
-
-def hot_systems() -> list[tuple[str, str]]:
-    """Every (recommender, backbone) pair trained in the hot scenario."""
-    return [(r, b) for r in CONTENT_RECOMMENDERS for b in BACKBONES] + [(r, NO_BACKBONE) for r in CF_BASELINES]
 BASELINE_BACKBONE = "random"  # every system is tested against its twin on this backbone
+NO_BACKBONE = "none"  # the backbone label of pure collaborative baselines
 REPORT_KS: tuple[int, ...] = (10, 20, 50)
 HEADLINE_K = 50
+
+
+@dataclass(frozen=True)
+class Experiment:
+    backbones: tuple[str, ...] = ("random", "handcrafted", "musicnn_mtt")
+    content_recommenders: tuple[str, ...] = ("knn", "shallow", "bert4rec", "contrastive", "hybrid")
+    cf_baselines: tuple[str, ...] = ("popularity", "ease")
+
+    def hot_systems(self) -> list[tuple[str, str]]:
+        """Every (recommender, backbone) pair trained in the hot scenario."""
+        return ([(r, b) for r in self.content_recommenders for b in self.backbones]
+                + [(r, NO_BACKBONE) for r in self.cf_baselines])
+
+
+DEMO = Experiment()

@@ -9,27 +9,31 @@ import dagster as dg
 from assets.catalog import catalog_tables
 from assets.checks import build_embedding_check, interactions_are_valid, tracks_are_valid
 from assets.embeddings import build_embedding_asset
-from assets.experiment import BACKBONES, hot_systems
+from assets.experiment import DEMO, Experiment
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
-from assets.reports import metrics, per_user_metrics_all, report, significance
+from assets.reports import build_per_user_metrics_asset, metrics, report, significance
 from pipelines.io_manager import ParquetIOManager
 from pipelines.resources import CatalogResource, StorageResource, default_storage_root
 from pipelines.sensors import new_catalog_batches, nightly_reembed
 
 
-def all_assets() -> list:
+def all_assets(experiment: Experiment) -> list:
+    systems = experiment.hot_systems()
     return [
         catalog_tables,
-        *[build_embedding_asset(b) for b in BACKBONES],
+        *[build_embedding_asset(b) for b in experiment.backbones],
         hot_split_tables,
-        *[build_model_asset(r, b) for r, b in hot_systems()],
-        *[build_evaluation_asset(r, b) for r, b in hot_systems()],
-        per_user_metrics_all, metrics, significance, report,
+        *[build_model_asset(r, b) for r, b in systems],
+        *[build_evaluation_asset(r, b) for r, b in systems],
+        build_per_user_metrics_asset(systems), metrics, significance, report,
     ]
 
 
-def build_definitions(storage_root: str | None = None, catalog: CatalogResource | None = None) -> dg.Definitions:
-    """Definitions over a storage root (default: $MUSICREC_STORAGE or storage/) and a catalog."""
+def build_definitions(
+    storage_root: str | None = None, catalog: CatalogResource | None = None, experiment: Experiment = DEMO
+) -> dg.Definitions:
+    """Definitions over a storage root (default: $MUSICREC_STORAGE or storage/), a catalog and an experiment
+    matrix (default: the demo's backbones x recommenders)."""
     root = storage_root or default_storage_root()
     demo_job = dg.define_asset_job("demo", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
                                    description="Everything, from the demo catalog to the report, in one process.")
@@ -39,8 +43,9 @@ def build_definitions(storage_root: str | None = None, catalog: CatalogResource 
     automation = dg.AutomationConditionSensorDefinition(
         "musicrec_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING)
     return dg.Definitions(
-        assets=all_assets(),
-        asset_checks=[tracks_are_valid, interactions_are_valid, *[build_embedding_check(b) for b in BACKBONES]],
+        assets=all_assets(experiment),
+        asset_checks=[tracks_are_valid, interactions_are_valid,
+                      *[build_embedding_check(b) for b in experiment.backbones]],
         jobs=[demo_job, embed_job],
         sensors=[new_catalog_batches, automation],
         schedules=[nightly_reembed],
