@@ -1,8 +1,11 @@
 """Report tables: the metrics table over systems, paired tests of each system against its random-embedding
-twin, and the Markdown report."""
+twin, and the Markdown and HTML reports."""
 from __future__ import annotations
 
+import html
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import polars as pl
 
@@ -88,4 +91,124 @@ def markdown_report(
                 cells.append(_cell(row) + _stars(p))
             lines.append(f"| {recommender} | {backbone} | " + " | ".join(cells) + f" | {group['n'][0]} |")
         lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- HTML report
+
+# Published numbers (DESIGN.md, "Reference numbers"): paper B (journal version), Music4All-Onion, hot scenario,
+# cut-off 50. Another dataset, catalog size and user base: only the ordering of systems is comparable with ours.
+REFERENCE_SOURCE = "paper B (journal), Music4All-Onion, hot scenario, k = 50"
+REFERENCE_NUMBERS: tuple[dict, ...] = (
+    {"system": "MusiCNN + BERT4Rec (best)", "hit_rate": 0.476, "recall": 0.063, "ndcg": 0.053},
+    {"system": "MusiCNN + shallow", "hit_rate": 0.359, "recall": 0.035, "ndcg": 0.026},
+    {"system": "MusiCNN + KNN", "hit_rate": 0.028, "recall": 0.001, "ndcg": 0.001},
+    {"system": "pure CF (ELSA)", "hit_rate": 0.558, "recall": None, "ndcg": None},
+)
+METRIC_NAMES = {"hit_rate": "HitRate", "recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "mrr": "MRR",
+                "map": "MAP"}
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th{background:#f3f3f3}td.name{text-align:left}.ci{color:#666;font-size:.85em}.sig{color:#b00;font-weight:bold}
+.ns{color:#888}.note{color:#555;font-size:.9em}figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}
+section.reference{background:#fafaf0;border:1px solid #e5e0b0;padding:0 1em 1em;margin-top:2em}"""
+
+
+def _p_value(significance: pl.DataFrame, scenario: str, recommender: str, backbone: str, metric: str,
+             k: int) -> float | None:
+    if not significance.height or "p_value" not in significance.columns:
+        return None
+    match = significance.filter(
+        (pl.col("scenario") == scenario) & (pl.col("recommender") == recommender)
+        & (pl.col("backbone") == backbone) & (pl.col("metric") == metric) & (pl.col("k") == k))
+    return match["p_value"][0] if match.height else None
+
+
+def _html_cell(row: dict, p: float | None) -> str:
+    text = f"{row['value']:.3f}"
+    if row["ci_low"] is not None:
+        text += f' <span class="ci">[{row["ci_low"]:.3f}, {row["ci_high"]:.3f}]</span>'
+    stars = _stars(p)
+    if stars:
+        css = "ns" if "n.s." in stars else "sig"
+        text += f' <span class="{css}" title="p = {p:.2g}">{html.escape(stars.strip())}</span>'
+    return f"<td>{text}</td>"
+
+
+def _relative(path: str | Path, relative_to: str | Path | None) -> str:
+    path = Path(path)
+    if relative_to is not None and path.is_absolute():
+        path = Path(os.path.relpath(path, relative_to))
+    return path.as_posix()
+
+
+def html_report(
+    metrics: pl.DataFrame,
+    significance: pl.DataFrame,
+    plots: dict[str, Path] | None = None,
+    k: int = 50,
+    shown: tuple[str, ...] = ("hit_rate", "recall", "ndcg"),
+    title: str = "musicrec report",
+    baseline_backbone: str = "random",
+    relative_to: str | Path | None = None,
+) -> str:
+    """A self-contained HTML page: the tables of `markdown_report` (mean, 95% CI, paired-test marks against the
+    `baseline_backbone` twin), the figures in `plots` (caption -> PNG path; absolute paths are made relative to
+    `relative_to`, the folder the page is written to, so the page and its PNGs move together), and the published
+    reference numbers, labelled as Music4All-Onion numbers that are not comparable in absolute value."""
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+           f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+           f'<p class="note">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Mean over test users with '
+           f"95% t-intervals in brackets; marks: Wilcoxon signed-rank test against the same recommender on "
+           f"<code>{e(baseline_backbone)}</code> embeddings (* p&lt;.05, ** p&lt;.01, *** p&lt;.001, n.s. "
+           f"otherwise; no mark: the baseline itself or no twin).</p>"]
+    for scenario in metrics["scenario"].unique(maintain_order=True).to_list():
+        at_k = metrics.filter((pl.col("scenario") == scenario) & (pl.col("k") == k))
+        out += [f"<h2>Scenario: {e(scenario)} (k = {k})</h2>", "<table>",
+                "<tr><th>recommender</th><th>backbone</th>"
+                + "".join(f"<th>{METRIC_NAMES.get(m, m)}@{k}</th>" for m in shown) + "<th>users</th></tr>"]
+        for (recommender, backbone), group in at_k.group_by(["recommender", "backbone"], maintain_order=True):
+            cells = []
+            for metric in shown:
+                rows = group.filter(pl.col("metric") == metric)
+                if rows.is_empty():
+                    cells.append("<td>–</td>")
+                    continue
+                p = _p_value(significance, scenario, recommender, backbone, metric, k)
+                cells.append(_html_cell(rows.row(0, named=True), p))
+            out.append(f'<tr><td class="name">{e(recommender)}</td><td class="name">{e(backbone)}</td>'
+                       + "".join(cells) + f"<td>{group['n'][0]}</td></tr>")
+        out.append("</table>")
+    if plots:
+        out.append("<h2>Figures</h2>")
+        for caption, path in plots.items():
+            out.append(f'<figure><img src="{e(_relative(path, relative_to), quote=True)}" alt="{e(caption, quote=True)}">'
+                       f"<figcaption>{e(caption)}</figcaption></figure>")
+    out += ['<section class="reference" id="reference-numbers">',
+            "<h2>Published reference numbers (Music4All-Onion, not the demo)</h2>",
+            f'<p class="note">From {e(REFERENCE_SOURCE)}. These were measured on <strong>Music4All-Onion</strong> '
+            "(a real catalog and real listeners), not on this demo catalog: they are not comparable in absolute "
+            "value with the numbers above. Compare orderings (e.g. content KNN far below sequence models, pure CF "
+            "strongest on hit rate), not magnitudes.</p>",
+            "<table><tr><th>system</th>" + "".join(f"<th>{METRIC_NAMES[m]}@50</th>" for m in ("hit_rate", "recall", "ndcg"))
+            + "</tr>"]
+    for ref in REFERENCE_NUMBERS:
+        cells = "".join("<td>–</td>" if ref[m] is None else f"<td>{ref[m]:.3f}</td>" for m in ("hit_rate", "recall", "ndcg"))
+        out.append(f'<tr><td class="name">{e(ref["system"])}</td>{cells}</tr>')
+    out += ["</table></section>", "</body></html>"]
+    return "\n".join(out) + "\n"
+
+
+def markdown_plot_links(plots: dict[str, Path], relative_to: str | Path | None = None) -> str:
+    """A Markdown "Figures" section linking (and inlining) each PNG of `plots` (caption -> path)."""
+    if not plots:
+        return ""
+    lines = ["## Figures", ""]
+    for caption, path in plots.items():
+        lines.append(f"- [{caption}]({_relative(path, relative_to)})")
+    lines.append("")
+    for caption, path in plots.items():
+        lines += [f"![{caption}]({_relative(path, relative_to)})", ""]
     return "\n".join(lines)

@@ -46,12 +46,17 @@ class StorageResource(dg.ConfigurableResource):
 
 class CatalogResource(dg.ConfigurableResource):
     """The catalog to read: the generated demo catalog (`source="demo"`) or a folder of audio files
-    (`source="folder"`, `folder` + optional `metadata_csv`). The demo's size fields mirror `DemoConfig`;
+    (`source="folder"`, `folder` + optional `metadata_csv`, and optional Parquet files of the other contract
+    tables: `artists`, `interactions`, `artist_edges`, `queries`). The demo's size fields mirror `DemoConfig`;
     their defaults follow `MUSICREC_DEMO_SIZE` (see DEMO_SIZES)."""
 
     source: str = "demo"
     folder: str = ""
     metadata_csv: str = ""
+    artists: str = ""
+    interactions: str = ""
+    artist_edges: str = ""
+    queries: str = ""
     seed: int = _DEMO.seed
     n_artists: int = _DEMO.n_artists
     tracks_per_artist: int = _DEMO.tracks_per_artist

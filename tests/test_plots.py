@@ -1,0 +1,107 @@
+"""Report figures (evaluation/plots.py) and the HTML report (evaluation/report.html_report)."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from evaluation.plots import bar_size, bar_with_ci, figure_pixels, heatmap, heatmap_size, report_figures
+from evaluation.report import REFERENCE_NUMBERS, html_report, markdown_plot_links, metrics_table, significance_table
+
+RECOMMENDERS = ("knn", "shallow")
+BACKBONES = ("random", "handcrafted", "musicnn_mtt")
+CF = ("popularity", "ease")
+
+
+def _per_user(n_users: int = 30, seed: int = 0) -> pl.DataFrame:
+    """Per-user metrics of 2 content recommenders x 3 backbones + 2 CF baselines (backbone "none")."""
+    rng = np.random.default_rng(seed)
+    systems = [(r, b) for r in RECOMMENDERS for b in BACKBONES] + [(r, "none") for r in CF]
+    rows = []
+    for index, (recommender, backbone) in enumerate(systems):
+        for metric in ("hit_rate", "recall", "ndcg"):
+            for k in (10, 50):
+                values = np.clip(rng.normal(0.1 + 0.05 * index, 0.1, n_users), 0, 1)
+                rows += [{"user_id": u, "metric": metric, "k": k, "value": float(v), "recommender": recommender,
+                          "backbone": backbone, "scenario": "hot"} for u, v in enumerate(values)]
+    return pl.DataFrame(rows, schema_overrides={"k": pl.Int32})
+
+
+@pytest.fixture(scope="module")
+def tables():
+    per_user = _per_user()
+    return metrics_table(per_user, experiment="test", dataset="synthetic"), significance_table(per_user)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_heatmap_is_a_png_of_the_expected_size(tables, tmp_path):
+    metrics, _ = tables
+    path = heatmap(metrics, "ndcg", 50, "hot", tmp_path / "heat.png")
+    assert path.stat().st_size > 5_000
+    n_recommenders = len(RECOMMENDERS) + len(CF)
+    assert png_size(path) == figure_pixels(heatmap_size(n_recommenders, len(BACKBONES) + 1))
+
+
+def test_bar_with_ci_is_a_png_of_the_expected_size(tables, tmp_path):
+    metrics, _ = tables
+    path = bar_with_ci(metrics, "hit_rate", 50, "hot", tmp_path / "sub" / "bars.png")
+    assert path.stat().st_size > 5_000
+    assert png_size(path) == figure_pixels(bar_size(len(RECOMMENDERS) * len(BACKBONES) + len(CF)))
+
+
+def test_bar_with_ci_without_intervals(tmp_path):
+    """A single user: intervals undefined (null), bars still drawn."""
+    metrics = metrics_table(_per_user(n_users=1), experiment="test", dataset="synthetic")
+    assert metrics["ci_low"].is_null().all()
+    path = bar_with_ci(metrics, "ndcg", 10, "hot", tmp_path / "bars.png")
+    assert path.stat().st_size > 5_000
+
+
+def test_plots_reject_an_empty_selection_and_a_missing_path(tables, tmp_path):
+    metrics, _ = tables
+    with pytest.raises(ValueError, match="no metrics rows"):
+        heatmap(metrics, "ndcg", 20, "hot", tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no metrics rows"):
+        bar_with_ci(metrics, "ndcg", 50, "cold", tmp_path / "x.png")
+    with pytest.raises(TypeError):
+        heatmap(metrics, "ndcg", 50, "hot")
+    assert not list(tmp_path.iterdir())
+
+
+def test_html_report_has_every_system_the_figures_and_the_reference_section(tables, tmp_path):
+    metrics, significance = tables
+    figures = report_figures(metrics, tmp_path, k=50)
+    assert len(figures) == 3 and all(p.stat().st_size > 5_000 for p in figures.values())
+    page = html_report(metrics, significance, figures, k=50, relative_to=tmp_path)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    for recommender in RECOMMENDERS:
+        for backbone in BACKBONES:
+            assert f'<td class="name">{recommender}</td><td class="name">{backbone}</td>' in page
+    for recommender in CF:
+        assert f'<td class="name">{recommender}</td><td class="name">none</td>' in page
+    for path in figures.values():
+        assert f'src="{path.name}"' in page  # relative to the page's folder
+    assert 'id="reference-numbers"' in page and "Music4All-Onion" in page and "not comparable" in page
+    for ref in REFERENCE_NUMBERS:
+        assert ref["system"] in page
+    for number in ("0.476", "0.063", "0.053", "0.359", "0.035", "0.026", "0.028", "0.001", "0.558"):
+        assert number in page
+    assert "[" in page and "]" in page  # CIs shown
+    assert "***" in page or "n.s." in page  # significance marks
+
+
+def test_markdown_plot_links_are_relative(tables, tmp_path):
+    metrics, _ = tables
+    figures = report_figures(metrics, tmp_path / "reports", k=50)
+    text = markdown_plot_links(figures, relative_to=tmp_path / "reports")
+    for caption, path in figures.items():
+        assert f"[{caption}]({path.name})" in text
+    assert markdown_plot_links({}) == ""
