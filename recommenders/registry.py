@@ -6,3 +6,4 @@ from recommenders import shallow  # noqa: F401
 from recommenders import bert4rec  # noqa: F401
 from recommenders import contrastive  # noqa: F401
 from recommenders import hybrid  # noqa: F401
+from recommenders import acarec  # noqa: F401
