@@ -4,18 +4,22 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
-from assets.experiment import BASELINE_BACKBONE, HEADLINE_K, hot_systems
+from assets.experiment import BASELINE_BACKBONE, HEADLINE_K
 from catalog.io import atomic_path
-from evaluation.report import markdown_report, metrics_table, significance_table
+from evaluation.plots import report_figures
+from evaluation.report import html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
 from pipelines.resources import StorageResource
 
-EVALUATIONS = [f"eval_{r}__{b}" for r, b in hot_systems()]
+def build_per_user_metrics_asset(systems: list[tuple[str, str]]) -> dg.AssetsDefinition:
+    """The asset gathering the per-user metrics of every (recommender, backbone) system."""
 
+    @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE,
+              ins={f"eval_{r}__{b}": dg.AssetIn(f"eval_{r}__{b}") for r, b in systems})
+    def per_user_metrics_all(**evaluations: pl.DataFrame) -> pl.DataFrame:
+        """Every system's per-user metrics in one table (user_id, metric, k, value, backbone, recommender, scenario)."""
+        return pl.concat(list(evaluations.values()))
 
-@dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE, ins={name: dg.AssetIn(name) for name in EVALUATIONS})
-def per_user_metrics_all(**evaluations: pl.DataFrame) -> pl.DataFrame:
-    """Every system's per-user metrics in one table (user_id, metric, k, value, backbone, recommender, scenario)."""
-    return pl.concat(list(evaluations.values()))
+    return per_user_metrics_all
 
 
 @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE)
@@ -30,12 +34,20 @@ def significance(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
     return significance_table(per_user_metrics_all, baseline_backbone=BASELINE_BACKBONE)
 
 
-@dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE)
+@dg.asset(group_name="reports", code_version="2", automation_condition=RERUN_WHEN_STALE)
 def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource) -> dg.MaterializeResult:
-    """The Markdown report at storage/reports/report.md."""
+    """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
+    (heatmap and bars with CIs per scenario) beside them."""
     text = markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE)
     path = storage.path("reports", "report.md")
     path.parent.mkdir(parents=True, exist_ok=True)
+    figures = report_figures(metrics, path.parent, HEADLINE_K)
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return dg.MaterializeResult(metadata={"path": str(path), "preview": dg.MetadataValue.md(text)})
+        tmp.write_text(text + "\n" + markdown_plot_links(figures, relative_to=path.parent))
+    html_path = path.with_suffix(".html")
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(html_report(metrics, significance, figures, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE,
+                                   relative_to=path.parent))
+    return dg.MaterializeResult(metadata={"path": str(path), "html": str(html_path),
+                                          "figures": dg.MetadataValue.json({c: str(f) for c, f in figures.items()}),
+                                          "preview": dg.MetadataValue.md(text)})
