@@ -13,6 +13,7 @@ import soundfile as sf
 from assets.experiment import Experiment
 from catalog.io import write_table
 from embedders.handcrafted import HandcraftedEmbedder
+from pipelines.automation_eval import run_assets, stale_assets
 from pipelines.definitions import build_definitions
 from pipelines.resources import CatalogResource
 
@@ -47,20 +48,6 @@ def make_folder_catalog(root: Path) -> Path:
                        root.parent / "interactions.parquet")
 
 
-def requested(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None) -> tuple[set[str], object]:
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-    keys = {r.key.to_user_string() for r in result.results if r.true_subset.size > 0}
-    return keys, result.cursor
-
-
-def run_job(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, selection: set[str] | None = None):
-    job = defs.resolve_job_def(name)
-    keys = [dg.AssetKey(k) for k in selection] if selection else None
-    result = job.execute_in_process(instance=instance, asset_selection=keys)
-    assert result.success
-    return result
-
-
 def embedded_batches(result, backbone: str) -> list[str]:
     for event in result.get_asset_materialization_events():
         if event.asset_key == dg.AssetKey(f"embeddings_{backbone}"):
@@ -80,25 +67,25 @@ def test_new_batch_embeds_only_itself_and_retrains_downstream_once(catalog_setup
     folder, catalog, storage = catalog_setup
     defs = build_definitions(storage, catalog, EXPERIMENT)
     instance = dg.DagsterInstance.ephemeral()
-    first = run_job(defs, "demo", instance)
+    first = run_assets(defs, "demo", instance)
     assert embedded_batches(first, "handcrafted") == ["b000", "b001"]
-    nothing, cursor = requested(defs, instance)
+    nothing, cursor = stale_assets(defs, instance)
     assert nothing == set()
 
     write_tone(folder / "b002" / "tone0.wav", 330.0)
     write_tone(folder / "b002" / "tone1.wav", 3520.0)
-    embed_run = run_job(defs, "embed", instance)  # what the new-batch sensor launches
+    embed_run = run_assets(defs, "embed", instance)  # what the new-batch sensor launches
     assert embedded_batches(embed_run, "handcrafted") == ["b002"]
     assert embedded_batches(embed_run, "random") == ["b002"]
 
-    stale, cursor = requested(defs, instance, cursor)
+    stale, cursor = stale_assets(defs, instance, cursor)
     content_branch = {f"{kind}_knn__{b}" for kind in ("model", "eval") for b in ("random", "handcrafted")}
     assert stale == content_branch | {"per_user_metrics_all", "metrics", "significance", "report"}
     # interactions did not change, so neither the split nor the pure-CF baseline is stale
     assert not stale & {"hot_train", "model_popularity__none", "eval_popularity__none"}
 
-    run_job(defs, "demo", instance, stale)
-    again, _ = requested(defs, instance, cursor)
+    run_assets(defs, "demo", instance, stale)
+    again, _ = stale_assets(defs, instance, cursor)
     assert again == set()  # retrained once, then quiet
 
 
@@ -106,12 +93,12 @@ def test_code_version_bump_reruns_only_that_backbone(catalog_setup, monkeypatch)
     _, catalog, storage = catalog_setup
     instance = dg.DagsterInstance.ephemeral()
     defs = build_definitions(storage, catalog, EXPERIMENT)
-    run_job(defs, "demo", instance)
-    _, cursor = requested(defs, instance)
+    run_assets(defs, "demo", instance)
+    _, cursor = stale_assets(defs, instance)
 
     monkeypatch.setattr(HandcraftedEmbedder, "version", "2-test")
     bumped = build_definitions(storage, catalog, EXPERIMENT)
-    stale, _ = requested(bumped, instance, cursor)
+    stale, _ = stale_assets(bumped, instance, cursor)
     assert "embeddings_handcrafted" in stale
     assert {"model_knn__handcrafted", "eval_knn__handcrafted", "report"} <= stale
     assert not stale & {"embeddings_random", "model_knn__random", "eval_knn__random", "hot_train", "tracks"}
