@@ -2,10 +2,12 @@
 and chosen on validation NDCG@200 under the OLGA protocol (`evaluation.artist_similarity`).
 
 Model: Linear(in -> hidden) + BatchNorm + ReLU, then `layers` x [SAGEConv(mean) + BatchNorm + ReLU], then an MLP
-head hidden -> hidden -> out (100). Training is full-batch on the subgraph of training artists: every training
-edge gives two triplets (each end as anchor, the other as positive), each with a negative drawn uniformly from the
-training artists afresh at every step; Euclidean triplet loss, margin 0.2; AdamW. After every epoch (one step)
-the validation NDCG@200 is measured and the best epoch's weights are kept.
+head hidden -> hidden -> out (100), L2-normalised by default (the published code runs on GraphGym, whose default
+`gnn.l2norm` normalises layer outputs; without it the 0.2 margin can be met by growing norms). Training is
+full-batch on the subgraph of training artists: every training edge gives two triplets (each end as anchor, the
+other as positive), each with a negative drawn uniformly from the training artists afresh at every step; Euclidean
+triplet loss, margin 0.2; AdamW. One epoch = one full-batch step (the published code takes 16 per epoch). Every
+`eval_every` epochs the validation NDCG@200 is measured and the best epoch's weights are kept.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class ArtistGNNConfig:
     layers: int = 3
     hidden: int = 256
     out_dim: int = 100
+    normalize: bool = True  # L2-normalise the output embeddings
     margin: float = 0.2
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -53,10 +56,11 @@ def adjacency(edges: np.ndarray, num_nodes: int) -> torch.Tensor:
 
 class ArtistGNN(nn.Module):
     """Maps node features float (n, in_dim) and a graph (an edge_index (2, E) or a sparse adjacency (n, n)) to
-    embeddings float (n, out_dim)."""
+    embeddings float (n, out_dim), of unit L2 norm when `normalize`."""
 
-    def __init__(self, in_dim: int, layers: int = 3, hidden: int = 256, out_dim: int = 100):
+    def __init__(self, in_dim: int, layers: int = 3, hidden: int = 256, out_dim: int = 100, normalize: bool = True):
         super().__init__()
+        self.normalize = normalize
         self.encoder = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
         self.convs = nn.ModuleList(SAGEConv(hidden, hidden, aggr="mean") for _ in range(layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
@@ -66,7 +70,8 @@ class ArtistGNN(nn.Module):
         x = self.encoder(x)
         for conv, norm in zip(self.convs, self.norms):
             x = F.relu(norm(conv(x, graph)))
-        return self.head(x)
+        x = self.head(x)
+        return F.normalize(x, dim=-1) if self.normalize else x
 
 
 @dataclass
@@ -108,7 +113,7 @@ class TrainedArtistGNN:
         folder = Path(folder)
         record = json.loads((folder / "config.json").read_text())
         config = ArtistGNNConfig(**record["config"])
-        model = ArtistGNN(config.in_dim, config.layers, config.hidden, config.out_dim)
+        model = ArtistGNN(config.in_dim, config.layers, config.hidden, config.out_dim, config.normalize)
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         model.eval()
         return cls(config, model, record["best_epoch"], SplitScore(**record["best_val"]),
@@ -146,7 +151,7 @@ def train_artist_gnn(
     x_train = x_all[train_nodes]
     train_adjacency = to_torch_csr_tensor(train_edges, size=(len(train_nodes), len(train_nodes)))
     anchor, positive = train_edges  # both directions: two triplets per undirected edge
-    model = ArtistGNN(config.in_dim, config.layers, config.hidden, config.out_dim)
+    model = ArtistGNN(config.in_dim, config.layers, config.hidden, config.out_dim, config.normalize)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     trained = TrainedArtistGNN(config, model, -1, SplitScore(-1.0, -1.0, 0), 0.0, [])
     best_state: dict[str, torch.Tensor] = {}
@@ -189,7 +194,7 @@ def run_layer_sweep(
     validation, and score it on val and test. Extra keyword arguments go to `ArtistGNNConfig` (lr, hidden, ...).
 
     Returns one row per (layers, split): layers, split, ndcg200, ndcg200_published, best_epoch,
-    seconds_per_epoch (mean wall-clock seconds of one training step + validation, this machine).
+    seconds_per_epoch (mean wall-clock seconds of an epoch on this machine, validation every `eval_every` included).
     """
     features = resolve_features(graph, features_name, seed=seed)
     rows = []

@@ -146,7 +146,9 @@ def test_model_learns_planted_communities_and_round_trips(tmp_path, capsys):
     loaded = TrainedArtistGNN.load(trained.save(tmp_path / "model"))
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
     assert loaded.config == config and loaded.best_epoch == trained.best_epoch
-    assert torch.equal(loaded.embed(features, graph, "test"), trained.embed(features, graph, "test"))
+    embeddings = loaded.embed(features, graph, "test")
+    assert torch.equal(embeddings, trained.embed(features, graph, "test"))
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(graph.num_nodes), atol=1e-5)  # normalize=True
 
 
 def test_training_is_seeded():
