@@ -130,6 +130,10 @@ class Bert4Rec(ItemScorer):
         self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
         _, sequences = user_sequences(train, self.item_ids)
         sequences = [s[-self.max_len:] for s in sequences if s]
+        plays = np.bincount(np.concatenate(sequences), minlength=len(self.item_ids))
+        with torch.no_grad():  # start from the popularity prior: Adam would need thousands of steps to learn it
+            prior = torch.from_numpy(np.log1p(plays)).float()
+            self.net.bias.copy_(prior - prior.mean())
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             rng = np.random.default_rng([self.seed, epoch])
