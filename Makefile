@@ -44,3 +44,7 @@ gpu: $(STAMP)
 
 clean-storage:
 	rm -rf storage/catalog storage/embeddings storage/models storage/reports storage/dagster
+
+# Natural-language search over the demo catalog (after `make demo`): make search Q="calm piano with drums"
+search: $(STAMP)
+	$(BIN)/musicrec search "$(Q)"

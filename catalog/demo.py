@@ -55,14 +55,14 @@ class DemoConfig:
     """Size and randomness of the demo catalog. Defaults build in about a minute on 2 cores."""
 
     seed: int = 0
-    n_artists: int = 40
-    tracks_per_artist: int = 15
+    n_artists: int = 32
+    tracks_per_artist: int = 12
     n_pieces: int = 200  # distinct chorales; artists "cover" the same works, so timbre, not score, tells them apart
     n_users: int = 1000
     mean_plays_per_user: float = 40.0
     n_batches: int = 4  # catalog batches, released at evenly spaced days
     days: int = 56  # length of the listening history
-    clip_seconds: float = 12.0
+    clip_seconds: float = 10.0
     sample_rate: int = 22050
     taste_sharpness: float = 2.5  # weight of taste in the listeners' choice (higher: more predictable)
     session_continuity: float = 0.35  # probability that the next play stays with the same artist

@@ -11,6 +11,7 @@ from assets.checks import build_embedding_check, interactions_are_valid, tracks_
 from assets.embeddings import build_embedding_asset
 from assets.experiment import DEMO, Experiment
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
+from assets.text_search import search_index, text_retrieval_results
 from assets.reports import build_per_user_metrics_asset, metrics, report, significance
 from pipelines.io_manager import ParquetIOManager
 from pipelines.resources import CatalogResource, StorageResource, default_storage_root
@@ -26,6 +27,7 @@ def all_assets(experiment: Experiment) -> list:
         *[build_model_asset(r, b) for r, b in systems],
         *[build_evaluation_asset(r, b) for r, b in systems],
         build_per_user_metrics_asset(systems), metrics, significance, report,
+        search_index, text_retrieval_results,
     ]
 
 
@@ -35,8 +37,13 @@ def build_definitions(
     """Definitions over a storage root (default: $MUSICREC_STORAGE or storage/), a catalog and an experiment
     matrix (default: the demo's backbones x recommenders)."""
     root = storage_root or default_storage_root()
-    demo_job = dg.define_asset_job("demo", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
-                                   description="Everything, from the demo catalog to the report, in one process.")
+    heavy = dg.AssetSelection.assets("text_retrieval_results")
+    demo_job = dg.define_asset_job(
+        "demo", selection=dg.AssetSelection.all() - heavy, executor_def=dg.in_process_executor,
+        description="Everything from the demo catalog to the report and the search index, in one process.")
+    text_job = dg.define_asset_job(
+        "text_retrieval", selection=heavy, executor_def=dg.in_process_executor,
+        description="The text-retrieval experiment (fine-tunes the bi-encoder per seed; minutes on a GPU).")
     embed_job = dg.define_asset_job(
         "embed", selection=dg.AssetSelection.groups("catalog", "embeddings"), executor_def=dg.in_process_executor,
         description="Catalog tables and every backbone's embeddings (only new or changed batches are embedded).")
@@ -46,7 +53,7 @@ def build_definitions(
         assets=all_assets(experiment),
         asset_checks=[tracks_are_valid, interactions_are_valid,
                       *[build_embedding_check(b) for b in experiment.backbones]],
-        jobs=[demo_job, embed_job],
+        jobs=[demo_job, embed_job, text_job],
         sensors=[new_catalog_batches, automation],
         schedules=[nightly_reembed],
         resources={
