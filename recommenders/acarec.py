@@ -8,9 +8,12 @@ of the known tracks of their history; score(user, track) = profile · CF embeddi
 New tracks. A new track t of artist a gets a predicted CF embedding from its audio vector x_t:
 - semi-cold (a has known tracks K_a): attention over the artist's catalog,
       w_i = softmax_i(q(x_t) · k(x_i) / sqrt(attn_dim)),  c = Σ_{i∈K_a} w_i cf_i,
-      g = sigmoid(Linear([q(x_t), Σ_i w_i k(x_i)])),     ĉf_t = g · c + (1 − g) · mean_{i∈K_a} cf_i,
-  with q, k 2-layer MLPs of the standardised audio vector (`contrastive.Tower`); the gate falls back to the
-  artist mean when the audio matches nothing in the catalog.
+      (g_1, g_2, g_3) = softmax(Linear([q(x_t), Σ_i w_i k(x_i)])),
+      ĉf_t = g_1 · c + g_2 · mean_{i∈K_a} cf_i + g_3 · m(x_t),
+  with q, k 2-layer MLPs of the standardised audio vector (`contrastive.Tower`) and m the content mapping
+  below; the gate falls back to the artist mean (or the track's own content) when the audio matches nothing
+  in the catalog. (The 3-way gate replaced a sigmoid gate over c and the artist mean: demo validation users,
+  handcrafted, semi-cold NDCG@20 .715 → .726, cold NDCG@20 .203 → .181.)
 - cold (a has no known track): ĉf_t = mean_{j∈A} m(x_j), m a 2-layer MLP mapping audio to the CF space and A
   all of the new artist's tracks in the item table (t included): the artist's sound is estimated from all of
   its tracks, which are known by audio (less noisy than m(x_t) alone).
@@ -67,7 +70,7 @@ def artist_catalogs(
 class AcaNet(nn.Module):
     """Buffers: `audio` (n_items, d_audio), `cf` (n_known, d_cf; the first n_known items), `catalog`
     (n_items, m) artist-catalog rows (-1 = padding), `artist` (n_items,) artist index (`artist_catalogs`).
-    Modules: query/key towers, gate, content tower."""
+    Modules: query/key towers, 3-way gate (attention, artist mean, own content), content tower."""
 
     def __init__(self, audio: torch.Tensor, cf: torch.Tensor, catalog: torch.Tensor, artist: torch.Tensor,
                  hidden: int, attn_dim: int) -> None:
@@ -78,7 +81,7 @@ class AcaNet(nn.Module):
         self.register_buffer("artist", artist)
         self.query = Tower(audio.shape[1], hidden, attn_dim)
         self.key = Tower(audio.shape[1], hidden, attn_dim)
-        self.gate = nn.Linear(2 * attn_dim, 1)
+        self.gate = nn.Linear(2 * attn_dim, 3)
         self.content = Tower(audio.shape[1], hidden, cf.shape[1])
 
     def set_statistics(self) -> None:
@@ -102,8 +105,9 @@ class AcaNet(nn.Module):
         values = self.cf[safe]  # (b, m, d_cf)
         attended = torch.einsum("bm,bmd->bd", weights, values)
         mean = (values * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
-        gate = torch.sigmoid(self.gate(torch.cat([q, torch.einsum("bm,bmh->bh", weights, k)], dim=1)))
-        return gate * attended + (1 - gate) * mean, has
+        gate = torch.softmax(self.gate(torch.cat([q, torch.einsum("bm,bmh->bh", weights, k)], dim=1)), dim=1)
+        own = self.content(self.audio[rows])
+        return gate[:, :1] * attended + gate[:, 1:2] * mean + gate[:, 2:] * own, has
 
     def artist_content(self, rows: torch.Tensor) -> torch.Tensor:
         """Content mapping averaged over each row's artist's items (b, d_cf): for a new artist, the mean of
