@@ -48,3 +48,7 @@ clean-storage:
 # Natural-language search over the demo catalog (after `make demo`): make search Q="calm piano with drums"
 search: $(STAMP)
 	$(BIN)/musicrec search "$(Q)"
+
+# The GraphSAGE layer sweep on the real OLGA graph in ../shared/data/olga (minutes on 2 cores)
+olga: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster job execute -m pipelines.definitions -j olga

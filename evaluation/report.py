@@ -212,3 +212,17 @@ def markdown_plot_links(plots: dict[str, Path], relative_to: str | Path | None =
     for caption, path in plots.items():
         lines += [f"![{caption}]({_relative(path, relative_to)})", ""]
     return "\n".join(lines)
+
+
+def artist_similarity_markdown(results: pl.DataFrame) -> str:
+    """A Markdown section from the demo artist-similarity sweep (columns features, layers, ndcg200,
+    ndcg200_published, best_epoch): test NDCG@200 per node-feature source and number of SAGE layers."""
+    lines = ["## Artist similarity (demo artist graph, test NDCG@200)", "",
+             "Standard IDCG; in brackets the published code's IDCG with one extra term (OLGA protocol). The demo "
+             "graph has few artists, so this is a smoke test; `make olga` runs the real OLGA sweep.", "",
+             "| features | " + " | ".join(f"{n} layers" for n in sorted(results["layers"].unique())) + " |",
+             "|---|" + "---|" * results["layers"].n_unique()]
+    for (features,), group in results.sort("layers").group_by(["features"], maintain_order=True):
+        cells = [f"{r['ndcg200']:.3f} ({r['ndcg200_published']:.3f})" for r in group.iter_rows(named=True)]
+        lines.append(f"| {features} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
