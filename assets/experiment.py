@@ -1,7 +1,7 @@
 """The experiment matrix the asset factories iterate over: which backbones are embedded and which
 recommenders are trained on each. Add a name here (it must be registered in embedders/ or recommenders/)
 and the asset graph grows by a branch; nothing else changes."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BASELINE_BACKBONE = "random"  # every system is tested against its twin on this backbone
 NO_BACKBONE = "none"  # the backbone label of pure collaborative baselines
@@ -14,6 +14,13 @@ class Experiment:
     backbones: tuple[str, ...] = ("random", "handcrafted", "musicnn_mtt")
     content_recommenders: tuple[str, ...] = ("knn", "shallow", "bert4rec", "contrastive", "hybrid")
     cf_baselines: tuple[str, ...] = ("popularity", "ease")
+    # constructor options per recommender; the demo caps epochs so `make demo` fits in 15 minutes on 2 cores
+    options: dict[str, dict] = field(default_factory=lambda: {
+        "bert4rec": {"max_epochs": 12, "patience": 3},
+        "shallow": {"max_epochs": 15, "patience": 3},
+        "contrastive": {"max_epochs": 30, "patience": 3},
+        "hybrid": {"max_epochs": 30, "patience": 3},
+    })
 
     def hot_systems(self) -> list[tuple[str, str]]:
         """Every (recommender, backbone) pair trained in the hot scenario."""

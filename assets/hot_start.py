@@ -47,15 +47,17 @@ def content_free(recommender: str) -> bool:
     return not RECOMMENDERS[recommender].uses_content
 
 
-def build_model_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
+def build_model_asset(recommender: str, backbone: str, options: dict | None = None) -> dg.AssetsDefinition:
     model_class = RECOMMENDERS[recommender]
     is_gpu = backbone in GPU_BACKBONES and recommender != "knn"
     uses_content = not content_free(recommender)
 
+    options_tag = json.dumps(options or {}, sort_keys=True)
+
     @dg.asset(
         name=model_key(recommender, backbone),
         group_name="hot_start",
-        code_version="1",
+        code_version=f"1:{options_tag}",
         automation_condition=RERUN_WHEN_STALE,
         deps=[f"embeddings_{backbone}"] if uses_content else [],
         pool="gpu" if is_gpu else None,
@@ -68,7 +70,7 @@ def build_model_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         items = read_backbone(storage.path("embeddings", backbone)) if uses_content else None
         validation = (histories_from(hot_train), relevant_sets(hot_validation))
-        fitted = model_class().fit(hot_train, items, validation=validation)
+        fitted = model_class(**(options or {})).fit(hot_train, items, validation=validation)
         folder = fitted.save(storage.path("models", f"{recommender}__{backbone}"))
         return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height})
 

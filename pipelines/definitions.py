@@ -25,7 +25,7 @@ def all_assets(experiment: Experiment) -> list:
         catalog_tables,
         *[build_embedding_asset(b) for b in experiment.backbones],
         hot_split_tables,
-        *[build_model_asset(r, b) for r, b in systems],
+        *[build_model_asset(r, b, experiment.options.get(r)) for r, b in systems],
         *[build_evaluation_asset(r, b) for r, b in systems],
         build_per_user_metrics_asset(systems), metrics, significance, report,
         search_index, text_retrieval_results,
