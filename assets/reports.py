@@ -7,7 +7,7 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import BASELINE_BACKBONE, HEADLINE_K
 from catalog.io import atomic_path
 from evaluation.plots import report_figures
-from evaluation.report import artist_similarity_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
+from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
 from pipelines.resources import StorageResource
 
 def build_per_user_metrics_asset(systems: list[tuple[str, str]]) -> dg.AssetsDefinition:
@@ -36,11 +36,11 @@ def significance(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
 
 @dg.asset(group_name="reports", code_version="3", automation_condition=RERUN_WHEN_STALE)
 def report(metrics: pl.DataFrame, significance: pl.DataFrame, artist_similarity_demo: pl.DataFrame,
-           storage: StorageResource) -> dg.MaterializeResult:
+           cold_start_table: pl.DataFrame, storage: StorageResource) -> dg.MaterializeResult:
     """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
     (heatmap and bars with CIs per scenario) beside them."""
     text = (markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE) + "\n"
-            + artist_similarity_markdown(artist_similarity_demo))
+            + cold_start_markdown(cold_start_table) + "\n" + artist_similarity_markdown(artist_similarity_demo))
     path = storage.path("reports", "report.md")
     path.parent.mkdir(parents=True, exist_ok=True)
     figures = report_figures(metrics, path.parent, HEADLINE_K)

@@ -226,3 +226,21 @@ def artist_similarity_markdown(results: pl.DataFrame) -> str:
         cells = [f"{r['ndcg200']:.3f} ({r['ndcg200_published']:.3f})" for r in group.iter_rows(named=True)]
         lines.append(f"| {features} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cold_start_markdown(table: pl.DataFrame, k: int = 20) -> str:
+    """A Markdown section from the cold-start table (metrics rows + p_vs_acarec): Recall and NDCG at `k` with
+    95% CIs per scenario, backbone and recommender; marks are Wilcoxon tests against acarec."""
+    lines = [f"## Cold start (new tracks; k = {k})", "",
+             "semi_cold: new tracks of artists with training tracks; cold: tracks of withheld (new) artists. "
+             "Marks: paired Wilcoxon test of the system against acarec on the same users.", "",
+             f"| scenario | backbone | recommender | Recall@{k} | NDCG@{k} | users |", "|---|---|---|---|---|---|"]
+    at_k = table.filter(pl.col("k") == k).sort(["scenario", "backbone", "recommender"], descending=[True, False, False])
+    for (scenario, backbone, recommender), group in at_k.group_by(["scenario", "backbone", "recommender"],
+                                                                  maintain_order=True):
+        cells = []
+        for metric in ("recall", "ndcg"):
+            row = group.filter(pl.col("metric") == metric).row(0, named=True)
+            cells.append(_cell(row) + _stars(row["p_vs_acarec"]))
+        lines.append(f"| {scenario} | {backbone} | {recommender} | " + " | ".join(cells) + f" | {group['n'][0]} |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.artist_similarity import build_demo_artist_similarity_asset, olga_layer_sweep
 from assets.catalog import catalog_tables
+from assets.cold_start import build_cold_start_asset, cold_start_table
 from assets.checks import build_embedding_check, interactions_are_valid, tracks_are_valid
 from assets.embeddings import build_embedding_asset
 from assets.experiment import DEMO, Experiment
@@ -30,6 +31,7 @@ def all_assets(experiment: Experiment) -> list:
         build_per_user_metrics_asset(systems), metrics, significance, report,
         search_index, text_retrieval_results,
         build_demo_artist_similarity_asset(experiment.backbones), olga_layer_sweep,
+        build_cold_start_asset(experiment.backbones), cold_start_table,
     ]
 
 
