@@ -10,6 +10,7 @@ from evaluation.plots import report_figures
 from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
 from pipelines.resources import StorageResource
 
+
 def build_per_user_metrics_asset(systems: list[tuple[str, str]]) -> dg.AssetsDefinition:
     """The asset gathering the per-user metrics of every (recommender, backbone) system."""
 
@@ -34,22 +35,36 @@ def significance(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
     return significance_table(per_user_metrics_all, baseline_backbone=BASELINE_BACKBONE)
 
 
-@dg.asset(group_name="reports", code_version="3", automation_condition=RERUN_WHEN_STALE)
-def report(metrics: pl.DataFrame, significance: pl.DataFrame, artist_similarity_demo: pl.DataFrame,
-           cold_start_table: pl.DataFrame, storage: StorageResource) -> dg.MaterializeResult:
-    """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
-    (heatmap and bars with CIs per scenario) beside them."""
-    text = (markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE) + "\n"
-            + cold_start_markdown(cold_start_table) + "\n" + artist_similarity_markdown(artist_similarity_demo))
-    path = storage.path("reports", "report.md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figures = report_figures(metrics, path.parent, HEADLINE_K)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text + "\n" + markdown_plot_links(figures, relative_to=path.parent))
-    html_path = path.with_suffix(".html")
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(html_report(metrics, significance, figures, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE,
-                                   relative_to=path.parent))
-    return dg.MaterializeResult(metadata={"path": str(path), "html": str(html_path),
-                                          "figures": dg.MetadataValue.json({c: str(f) for c, f in figures.items()}),
-                                          "preview": dg.MetadataValue.md(text)})
+def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
+    """The report asset. `sections` names the optional studies whose results it includes: any of
+    "cold_start" (reads `cold_start_table`) and "artist_similarity" (reads `artist_similarity_demo`)."""
+    section_inputs = {"cold_start": "cold_start_table", "artist_similarity": "artist_similarity_demo"}
+    unknown = sorted(set(sections) - set(section_inputs))
+    if unknown:
+        raise ValueError(f"unknown report sections {unknown}; known: {sorted(section_inputs)}")
+    ins = {section_inputs[s]: dg.AssetIn(section_inputs[s]) for s in sections}
+
+    @dg.asset(group_name="reports", code_version="3", automation_condition=RERUN_WHEN_STALE, ins=ins)
+    def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource,
+               **studies: pl.DataFrame) -> dg.MaterializeResult:
+        """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
+        (heatmap and bars with CIs per scenario) beside them."""
+        text = markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE) + "\n"
+        if "cold_start_table" in studies:
+            text += cold_start_markdown(studies["cold_start_table"]) + "\n"
+        if "artist_similarity_demo" in studies:
+            text += artist_similarity_markdown(studies["artist_similarity_demo"])
+        path = storage.path("reports", "report.md")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figures = report_figures(metrics, path.parent, HEADLINE_K)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text + "\n" + markdown_plot_links(figures, relative_to=path.parent))
+        html_path = path.with_suffix(".html")
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(html_report(metrics, significance, figures, k=HEADLINE_K,
+                                       baseline_backbone=BASELINE_BACKBONE, relative_to=path.parent))
+        return dg.MaterializeResult(metadata={"path": str(path), "html": str(html_path),
+                                              "figures": dg.MetadataValue.json({c: str(f) for c, f in figures.items()}),
+                                              "preview": dg.MetadataValue.md(text)})
+
+    return report

@@ -52,11 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     graph = load_olga(args.data)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     results = []
     for depth in args.layers:
         results.append(run_layer_sweep(graph, args.features, layers=(depth,), epochs=args.epochs, seed=args.seed,
                                        lr=args.lr, eval_every=args.eval_every))
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # storage/ may be cleaned while a long sweep runs
         pl.concat(results).write_csv(args.out)
         print(results[-1], flush=True)
     with pl.Config(tbl_rows=20, tbl_cols=20, float_precision=3):

@@ -18,7 +18,9 @@ from pipelines.definitions import build_definitions
 from pipelines.resources import CatalogResource
 
 SAMPLE_RATE = 16000
-EXPERIMENT = Experiment(backbones=("random", "handcrafted"), content_recommenders=("knn",), cf_baselines=("popularity",))
+# tones carry no tags, artists or release dates: only the hot matrix applies to this catalog
+EXPERIMENT = Experiment(backbones=("random", "handcrafted"), content_recommenders=("knn",), cf_baselines=("popularity",),
+                        studies=("hot",))
 
 
 def write_tone(path: Path, frequency: float, seconds: float = 1.5) -> None:
