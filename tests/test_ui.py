@@ -218,11 +218,16 @@ def test_asset_graph_and_materialisation_through_the_ui(dagster_dev, tmp_path):
             page.goto(f"{base}/locations/{LOCATION}/asset-groups/embeddings/lineage", wait_until="domcontentloaded")
             page.get_by_text("embeddings_handcrafted", exact=True).first.wait_for(state="visible")
             page.wait_for_timeout(1500)
-            body = page.inner_text("body")
-            for asset in ("embeddings_random", "embeddings_handcrafted", "embeddings_musicnn_mtt"):
-                assert asset in body, f"{asset!r} not on the embeddings group's lineage page"
             shots["embeddings_group"] = tmp_path / "ui_embeddings_group.png"
             page.screenshot(path=str(shots["embeddings_group"]))
+            # the lineage canvas draws only the nodes in view; the group's List tab names every asset
+            page.get_by_text("List", exact=True).first.click()
+            page.get_by_text("embeddings_random", exact=True).first.wait_for(state="visible")
+            body = page.inner_text("body")
+            for asset in ("embeddings_random", "embeddings_handcrafted", "embeddings_musicnn_mtt"):
+                assert asset in body, f"{asset!r} not in the embeddings group's asset list"
+            shots["embeddings_list"] = tmp_path / "ui_embeddings_list.png"
+            page.screenshot(path=str(shots["embeddings_list"]))
 
             run_id = _launch(base, repo["name"])
             status = _wait_for_run(base, run_id, log)
