@@ -4,9 +4,10 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.cold_start import COLD_K
 from assets.experiment import BASELINE_BACKBONE, HEADLINE_K
 from catalog.io import atomic_path
-from evaluation.plots import report_figures
+from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
 from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
 from pipelines.resources import StorageResource
 
@@ -44,11 +45,12 @@ def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
         raise ValueError(f"unknown report sections {unknown}; known: {sorted(section_inputs)}")
     ins = {section_inputs[s]: dg.AssetIn(section_inputs[s]) for s in sections}
 
-    @dg.asset(group_name="reports", code_version="3", automation_condition=RERUN_WHEN_STALE, ins=ins)
+    @dg.asset(group_name="reports", code_version="4", automation_condition=RERUN_WHEN_STALE, ins=ins)
     def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource,
                **studies: pl.DataFrame) -> dg.MaterializeResult:
         """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
-        (heatmap and bars with CIs per scenario) beside them."""
+        beside them (hot: heatmap and bars with CIs; cold start: Recall bars with CIs per scenario; artist
+        similarity: NDCG@200 by layers)."""
         text = markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE) + "\n"
         if "cold_start_table" in studies:
             text += cold_start_markdown(studies["cold_start_table"]) + "\n"
@@ -57,6 +59,14 @@ def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
         path = storage.path("reports", "report.md")
         path.parent.mkdir(parents=True, exist_ok=True)
         figures = report_figures(metrics, path.parent, HEADLINE_K)
+        if "cold_start_table" in studies:
+            cold = studies["cold_start_table"]
+            for scenario in cold["scenario"].unique(maintain_order=True).to_list():
+                figures[f"{scenario}: Recall@{COLD_K} per system, 95% CI"] = bar_with_ci(
+                    cold, "recall", COLD_K, scenario, path.parent / f"bars_{scenario}_recall_at{COLD_K}.png")
+        if "artist_similarity_demo" in studies:
+            figures["artist similarity: test NDCG@200 by SAGE layers"] = layer_sweep_plot(
+                studies["artist_similarity_demo"], path.parent / "artist_similarity_layers.png")
         with atomic_path(path) as tmp:
             tmp.write_text(text + "\n" + markdown_plot_links(figures, relative_to=path.parent))
         html_path = path.with_suffix(".html")

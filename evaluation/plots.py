@@ -142,3 +142,26 @@ def report_figures(metrics: pl.DataFrame, folder: str | Path, k: int = 50) -> di
                 figures[f"{scenario}: {_label(metric, k)} per system, 95% CI"] = bar_with_ci(
                     metrics, metric, k, scenario, folder / f"bars_{scenario}_{metric}_at{k}.png")
     return figures
+
+
+def layer_sweep_plot(results: pl.DataFrame, path: str | Path, k: int = 200) -> Path:
+    """Artist similarity: test NDCG@`k` against the number of SAGE layers, one line per node-feature source
+    (`results`: columns features, layers, ndcg200, ndcg200_published as written by the artist-similarity
+    sweep). Solid: standard IDCG; dashed, same colour: the published code's extra-term IDCG."""
+    if results.is_empty():
+        raise ValueError("layer_sweep_plot: no sweep results")
+    fig, ax = plt.subplots(figsize=(7.0, 4.5), dpi=DPI, layout="constrained")
+    palette = plt.get_cmap("tab10")
+    for index, ((features,), group) in enumerate(results.sort("layers").group_by(["features"], maintain_order=True)):
+        layers = group["layers"].to_numpy()
+        ax.plot(layers, group["ndcg200"].to_numpy(), marker="o", color=palette(index % 10), label=str(features))
+        ax.plot(layers, group["ndcg200_published"].to_numpy(), marker="o", linestyle="--", color=palette(index % 10),
+                alpha=0.6)
+    ax.set_xticks(sorted(results["layers"].unique().to_list()))
+    ax.set_xlabel("SAGE layers")
+    ax.set_ylabel(f"test NDCG@{k}")
+    ax.set_ylim(bottom=0.0)
+    ax.set_title(f"Artist similarity: NDCG@{k} by layers (solid: standard IDCG, dashed: published IDCG)")
+    ax.legend(title="node features", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evaluation.plots import bar_size, bar_with_ci, figure_pixels, heatmap, heatmap_size, report_figures
+from evaluation.plots import (bar_size, bar_with_ci, figure_pixels, heatmap, heatmap_size, layer_sweep_plot,
+                              report_figures)
 from evaluation.report import REFERENCE_NUMBERS, html_report, markdown_plot_links, metrics_table, significance_table
 
 RECOMMENDERS = ("knn", "shallow")
@@ -105,3 +106,14 @@ def test_markdown_plot_links_are_relative(tables, tmp_path):
     for caption, path in figures.items():
         assert f"[{caption}]({path.name})" in text
     assert markdown_plot_links({}) == ""
+
+
+def test_layer_sweep_plot_draws_both_metric_variants_per_feature_source(tmp_path):
+    sweep = pl.DataFrame({"features": ["random"] * 3 + ["handcrafted"] * 3, "layers": [0, 1, 2] * 2,
+                          "ndcg200": [0.1, 0.3, 0.4, 0.2, 0.4, 0.5],
+                          "ndcg200_published": [0.06, 0.2, 0.25, 0.12, 0.25, 0.3]})
+    path = layer_sweep_plot(sweep, tmp_path / "sweep.png")
+    assert path.stat().st_size > 5_000
+    assert png_size(path) == figure_pixels((7.0, 4.5))
+    with pytest.raises(ValueError, match="no sweep results"):
+        layer_sweep_plot(sweep.head(0), tmp_path / "empty.png")
