@@ -9,7 +9,8 @@ import dagster as dg
 from assets.artist_similarity import build_demo_artist_similarity_asset, olga_layer_sweep
 from assets.catalog import catalog_tables
 from assets.cold_start import build_cold_start_asset, cold_start_table
-from assets.checks import build_embedding_check, interactions_are_valid, tracks_are_valid
+from assets.checks import (artist_edges_are_valid, artists_are_valid, build_embedding_check, hot_split_is_valid,
+                           interactions_are_valid, metrics_are_valid, queries_are_valid, tracks_are_valid)
 from assets.embeddings import build_embedding_asset
 from assets.experiment import DEMO, Experiment
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
@@ -70,7 +71,8 @@ def build_definitions(
         "musicrec_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING)
     return dg.Definitions(
         assets=all_assets(experiment),
-        asset_checks=[tracks_are_valid, interactions_are_valid,
+        asset_checks=[tracks_are_valid, artists_are_valid, interactions_are_valid, artist_edges_are_valid,
+                      queries_are_valid, hot_split_is_valid, metrics_are_valid,
                       *[build_embedding_check(b) for b in experiment.backbones]],
         jobs=jobs,
         sensors=[new_catalog_batches, automation],
