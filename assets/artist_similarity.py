@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.placement import placement
 from catalog.olga import artist_features_from_tracks, graph_from_tables, load_olga
 from embedders.runner import read_backbone
 from pipelines.resources import REPO_ROOT, StorageResource
@@ -49,7 +50,7 @@ class OlgaConfig(dg.Config):
     lr: float = 5e-3
 
 
-@dg.asset(group_name="artist_similarity", code_version="1")
+@dg.asset(group_name="artist_similarity", code_version="1", **placement(gpu=True))
 def olga_layer_sweep(context: dg.AssetExecutionContext, config: OlgaConfig) -> pl.DataFrame:
     """The published artist-similarity experiment on the real OLGA graph: 0-4 SAGE layers, each model chosen
     on validation NDCG@200, val and test NDCG@200 with the standard and the published (extra-term) IDCG."""

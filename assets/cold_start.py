@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.placement import placement
 from embedders.runner import read_backbone
 from evaluation.cold_experiment import REFERENCE, run_cold_experiment
 from evaluation.cold_splits import cold_split
@@ -18,7 +19,7 @@ def build_cold_start_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
     content = [b for b in backbones if b != "random"]
 
     @dg.asset(group_name="cold_start", code_version="1", automation_condition=RERUN_WHEN_STALE,
-              deps=[f"embeddings_{b}" for b in content])
+              deps=[f"embeddings_{b}" for b in content], **placement(gpu=True))
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per-user Recall/NDCG/HitRate@20,50 of knn, contrastive, hybrid and acarec per backbone, on semi-cold
         and cold test tracks, for all relevant pairs and for discovery / exploit pairs."""

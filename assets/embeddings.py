@@ -15,9 +15,8 @@ from embedders.base import create_embedder
 from embedders.runner import CODE_VERSION as RUNNER_VERSION
 from embedders.runner import embed_catalog, embedding_files
 from assets.automation import RERUN_WHEN_STALE
+from assets.placement import GPU_BACKBONES, placement
 from pipelines.resources import CatalogResource, StorageResource
-
-GPU_BACKBONES = {"musicnn_mtt", "musicnn_msd", "clap", "hf_audio"}  # routed to the `gpu` pool
 
 
 def catalog_root(catalog: CatalogResource, storage: StorageResource):
@@ -34,9 +33,7 @@ def build_embedding_asset(backbone: str) -> dg.AssetsDefinition:
         group_name="embeddings",
         code_version=f"{embedder_version}.{RUNNER_VERSION}",
         description=f"Track embeddings from the `{backbone}` backbone, one Parquet table per catalog batch.",
-        pool="gpu" if is_gpu else None,
-        op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
-        if is_gpu else None,
+        **placement(is_gpu),
         kinds={"pytorch"} if is_gpu else {"python"},
         automation_condition=RERUN_WHEN_STALE,
     )

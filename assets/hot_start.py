@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
-from assets.embeddings import GPU_BACKBONES
+from assets.placement import GPU_RECOMMENDERS, placement
 from assets.experiment import REPORT_KS
 from embedders.runner import read_backbone
 from evaluation.metrics import per_user_metrics
@@ -49,7 +49,6 @@ def content_free(recommender: str) -> bool:
 
 def build_model_asset(recommender: str, backbone: str, options: dict | None = None) -> dg.AssetsDefinition:
     model_class = RECOMMENDERS[recommender]
-    is_gpu = backbone in GPU_BACKBONES and recommender != "knn"
     uses_content = not content_free(recommender)
 
     options_tag = json.dumps(options or {}, sort_keys=True)
@@ -60,7 +59,7 @@ def build_model_asset(recommender: str, backbone: str, options: dict | None = No
         code_version=f"1:{options_tag}",
         automation_condition=RERUN_WHEN_STALE,
         deps=[f"embeddings_{backbone}"] if uses_content else [],
-        pool="gpu" if is_gpu else None,
+        **placement(recommender in GPU_RECOMMENDERS),
         description=f"`{recommender}` trained on the hot split over `{backbone}` item vectors "
                     f"(storage/models/{recommender}__{backbone}/).",
     )

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.placement import placement
 from evaluation.text_retrieval import run_text_retrieval_experiment
 from pipelines.resources import StorageResource
 from recommenders.text_biencoder import FineTuneSettings
@@ -25,8 +26,7 @@ class TextRetrievalConfig(dg.Config):
     batch_size: int = 32
 
 
-@dg.asset(group_name="text_search", code_version="1", pool="gpu",
-          op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}})
+@dg.asset(group_name="text_search", code_version="1", **placement(gpu=True))
 def text_retrieval_results(config: TextRetrievalConfig, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
     """Recall/MRR/NDCG@10 with CIs over seeds for TF-IDF, pretrained and fine-tuned, on caption queries and on
     paraphrased queries (the published protocol: caption sentences as queries, tag subsets as documents)."""

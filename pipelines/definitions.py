@@ -1,6 +1,7 @@
 """The Dagster code location: every asset, resource and job of musicrec.
 
-`dagster job execute -m pipelines.definitions -j demo` runs the whole demo in process.
+`dagster job execute -m pipelines.definitions -j demo` runs the whole demo in process (another executor:
+pipelines/executors.py).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from assets.experiment import DEMO, Experiment
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
 from assets.text_search import search_index, text_retrieval_results
 from assets.reports import build_per_user_metrics_asset, build_report_asset, metrics, significance
+from pipelines.executors import executor_from_env
 from pipelines.io_manager import ParquetIOManager
 from pipelines.resources import CatalogResource, StorageResource, default_storage_root
 from pipelines.sensors import new_catalog_batches, nightly_reembed
@@ -48,24 +50,25 @@ def build_definitions(
     """Definitions over a storage root (default: $MUSICREC_STORAGE or storage/), a catalog and an experiment
     matrix (default: the demo's backbones x recommenders and every study)."""
     root = storage_root or default_storage_root()
+    executor = executor_from_env()
     jobs = [dg.define_asset_job(
-        "embed", selection=dg.AssetSelection.groups("catalog", "embeddings"), executor_def=dg.in_process_executor,
+        "embed", selection=dg.AssetSelection.groups("catalog", "embeddings"), executor_def=executor,
         description="Catalog tables and every backbone's embeddings (only new or changed batches are embedded).")]
     heavy: list[str] = []  # assets with a job of their own, left out of the demo job
     if experiment.runs("text_search"):
         heavy.append("text_retrieval_results")
         jobs.append(dg.define_asset_job(
             "text_retrieval", selection=dg.AssetSelection.assets("text_retrieval_results"),
-            executor_def=dg.in_process_executor,
+            executor_def=executor,
             description="The text-retrieval experiment (fine-tunes the bi-encoder per seed; minutes on a GPU)."))
     if experiment.runs("artist_similarity"):
         heavy.append("olga_layer_sweep")
         jobs.append(dg.define_asset_job(
-            "olga", selection=dg.AssetSelection.assets("olga_layer_sweep"), executor_def=dg.in_process_executor,
+            "olga", selection=dg.AssetSelection.assets("olga_layer_sweep"), executor_def=executor,
             description="The GraphSAGE layer sweep on the real OLGA artist graph (../shared/data/olga)."))
     jobs.append(dg.define_asset_job(
         "demo", selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*heavy),
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
         description="Everything from the catalog to the report (and the search index), in one process."))
     automation = dg.AutomationConditionSensorDefinition(
         "musicrec_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING)
