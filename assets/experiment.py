@@ -1,7 +1,8 @@
 """The experiment matrix the asset factories iterate over: which backbones are embedded and which
 recommenders are trained on each. Add a name here (it must be registered in embedders/ or recommenders/)
 and the asset graph grows by a branch; nothing else changes."""
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 
 BASELINE_BACKBONE = "random"  # every system is tested against its twin on this backbone
 NO_BACKBONE = "none"  # the backbone label of pure collaborative baselines
@@ -46,3 +47,10 @@ class Experiment:
 
 
 DEMO = Experiment()
+
+
+def experiment_from_env(base: Experiment = DEMO) -> Experiment:
+    """`base` with the studies named in `MUSICREC_STUDIES` (comma-separated, e.g. "hot" or "hot,cold_start");
+    unset or empty: `base` unchanged. ValueError (from Experiment) for an unknown study or one without "hot"."""
+    names = tuple(s.strip() for s in os.environ.get("MUSICREC_STUDIES", "").split(",") if s.strip())
+    return replace(base, studies=names) if names else base

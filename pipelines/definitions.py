@@ -13,7 +13,7 @@ from assets.cold_start import build_cold_start_asset, cold_start_table
 from assets.checks import (artist_edges_are_valid, artists_are_valid, build_embedding_check, hot_split_is_valid,
                            interactions_are_valid, metrics_are_valid, queries_are_valid, tracks_are_valid)
 from assets.embeddings import build_embedding_asset
-from assets.experiment import DEMO, Experiment
+from assets.experiment import DEMO, Experiment, experiment_from_env
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
 from assets.text_search import search_index, text_retrieval_results
 from assets.reports import build_per_user_metrics_asset, build_report_asset, metrics, significance
@@ -88,4 +88,4 @@ def build_definitions(
     )
 
 
-defs = build_definitions()
+defs = build_definitions(experiment=experiment_from_env())

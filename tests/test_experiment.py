@@ -3,7 +3,7 @@ the hot matrix alone, and the report reads only the studies that run."""
 import dagster as dg
 import pytest
 
-from assets.experiment import STUDIES, Experiment
+from assets.experiment import DEMO, STUDIES, Experiment, experiment_from_env
 from pipelines.definitions import build_definitions
 
 SMALL = dict(backbones=("random",), content_recommenders=("knn",), cf_baselines=())
@@ -38,3 +38,14 @@ def test_studies_must_include_hot_and_be_known(studies):
     with pytest.raises(ValueError, match="studies"):
         Experiment(studies=studies)
     assert "hot" in STUDIES
+
+
+def test_studies_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MUSICREC_STUDIES", raising=False)
+    assert experiment_from_env() == DEMO
+    monkeypatch.setenv("MUSICREC_STUDIES", " hot, cold_start ")
+    assert experiment_from_env().studies == ("hot", "cold_start")
+    assert experiment_from_env().backbones == DEMO.backbones
+    monkeypatch.setenv("MUSICREC_STUDIES", "cold_start")
+    with pytest.raises(ValueError, match="must include 'hot'"):
+        experiment_from_env()
