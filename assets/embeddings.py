@@ -1,4 +1,5 @@
-"""Embedding assets, one per registered backbone: `embeddings_<backbone>`.
+"""Embedding assets, one per registered backbone: `embeddings_<backbone>`, and `tags_<backbone>` for the
+backbones that also predict tags (MusiCNN).
 
 Each writes `storage/embeddings/<backbone>/<catalog batch>.parquet` through the runner, which embeds only
 the batches whose inputs or code changed. The asset's data version is the hash of the stored tables'
@@ -13,7 +14,8 @@ import polars as pl
 from catalog.io import read_metadata
 from embedders.base import create_embedder
 from embedders.runner import CODE_VERSION as RUNNER_VERSION
-from embedders.runner import embed_catalog, embedding_files
+from embedders.runner import embed_catalog, embedding_files, read_backbone
+from embedders.tags import TagView, is_tagger, tags_by_label, top_tags
 from assets.automation import RERUN_WHEN_STALE
 from assets.placement import GPU_BACKBONES, placement
 from pipelines.resources import CatalogResource, StorageResource
@@ -55,3 +57,53 @@ def build_embedding_asset(backbone: str) -> dg.AssetsDefinition:
         )
 
     return embeddings
+
+
+def is_tagging_backbone(backbone: str) -> bool:
+    """Whether the backbone also predicts tag probabilities (MusiCNN), so a `tags_<backbone>` asset exists."""
+    return is_tagger(create_embedder(backbone))
+
+
+def build_tags_asset(backbone: str) -> dg.AssetsDefinition:
+    tagger = TagView(create_embedder(backbone))
+
+    @dg.asset(
+        name=f"tags_{backbone}",
+        group_name="embeddings",
+        code_version=f"{tagger.version}.{RUNNER_VERSION}",
+        description=f"The {tagger.dim} tag probabilities of `{backbone}` per track (storage/tags/{backbone}/, one "
+                    f"table per catalog batch) and, as this table, each track's 5 most probable tags.",
+        **placement(True),
+        kinds={"pytorch"},
+        automation_condition=RERUN_WHEN_STALE,
+    )
+    def tags(context: dg.AssetExecutionContext, tracks: pl.DataFrame, catalog: CatalogResource,
+             storage: StorageResource) -> pl.DataFrame:
+        out_dir = storage.path("tags", backbone)
+        result = embed_catalog(tagger, tracks, catalog_root(catalog, storage), out_dir, progress=context.log.info)
+        context.add_output_metadata({"embedded_batches": result.embedded, "skipped_batches": result.skipped,
+                                     "failed_tracks": result.failures, "path": str(out_dir)})
+        return top_tags(read_backbone(out_dir), tagger.tag_names)
+
+    return tags
+
+
+def build_tags_summary_asset(backbones: list[str]) -> dg.AssetsDefinition:
+    """`tags_summary`: what each tagging backbone hears, per label; the report's "tags" section."""
+
+    @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE,
+              deps=[f"tags_{b}" for b in backbones])
+    def tags_summary(tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
+        """Per tagging backbone and label (a track's first catalog tag: the demo's instrumentation), the 3 tags
+        of highest mean probability over the label's tracks: backbone, label, tracks, top_tags,
+        top_probabilities. Tracks without catalog tags are left out."""
+        labels = {row["track_id"]: row["tags"][0] for row in tracks.select("track_id", "tags").iter_rows(named=True)
+                  if row["tags"]}
+        blocks = []
+        for backbone in backbones:
+            names = TagView(create_embedder(backbone)).tag_names
+            blocks.append(tags_by_label(read_backbone(storage.path("tags", backbone)), names, labels)
+                          .with_columns(pl.lit(backbone).alias("backbone")))
+        return pl.concat(blocks).select("backbone", "label", "tracks", "top_tags", "top_probabilities")
+
+    return tags_summary

@@ -8,7 +8,7 @@ from assets.cold_start import COLD_K
 from assets.experiment import BASELINE_BACKBONE, HEADLINE_K
 from catalog.io import atomic_path
 from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
-from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table
+from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table, tags_markdown
 from pipelines.resources import StorageResource
 
 
@@ -37,15 +37,16 @@ def significance(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
-    """The report asset. `sections` names the optional studies whose results it includes: any of
-    "cold_start" (reads `cold_start_table`) and "artist_similarity" (reads `artist_similarity_demo`)."""
-    section_inputs = {"cold_start": "cold_start_table", "artist_similarity": "artist_similarity_demo"}
+    """The report asset. `sections` names the optional parts it includes: any of "cold_start" (reads
+    `cold_start_table`), "artist_similarity" (reads `artist_similarity_demo`) and "tags" (reads `tags_summary`)."""
+    section_inputs = {"cold_start": "cold_start_table", "artist_similarity": "artist_similarity_demo",
+                      "tags": "tags_summary"}
     unknown = sorted(set(sections) - set(section_inputs))
     if unknown:
         raise ValueError(f"unknown report sections {unknown}; known: {sorted(section_inputs)}")
     ins = {section_inputs[s]: dg.AssetIn(section_inputs[s]) for s in sections}
 
-    @dg.asset(group_name="reports", code_version="4", automation_condition=RERUN_WHEN_STALE, ins=ins)
+    @dg.asset(group_name="reports", code_version="5", automation_condition=RERUN_WHEN_STALE, ins=ins)
     def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource,
                **studies: pl.DataFrame) -> dg.MaterializeResult:
         """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
@@ -55,7 +56,9 @@ def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
         if "cold_start_table" in studies:
             text += cold_start_markdown(studies["cold_start_table"]) + "\n"
         if "artist_similarity_demo" in studies:
-            text += artist_similarity_markdown(studies["artist_similarity_demo"])
+            text += artist_similarity_markdown(studies["artist_similarity_demo"]) + "\n"
+        if "tags_summary" in studies:
+            text += tags_markdown(studies["tags_summary"])
         path = storage.path("reports", "report.md")
         path.parent.mkdir(parents=True, exist_ok=True)
         figures = report_figures(metrics, path.parent, HEADLINE_K)

@@ -244,3 +244,16 @@ def cold_start_markdown(table: pl.DataFrame, k: int = 20) -> str:
             cells.append(_cell(row) + _stars(row["p_vs_acarec"]))
         lines.append(f"| {scenario} | {backbone} | {recommender} | " + " | ".join(cells) + f" | {group['n'][0]} |")
     return "\n".join(lines) + "\n"
+
+
+def tags_markdown(summary: pl.DataFrame) -> str:
+    """A Markdown section from the tags summary (backbone, label, tracks, top_tags, top_probabilities): the
+    most probable predicted tags per label, a check that the tagger hears the instrumentation."""
+    lines = ["## What the tagging backbones hear", "",
+             "Mean tag probabilities over the tracks of each label (a track's first catalog tag: the demo's "
+             "instrumentation); the three most probable tags.", "",
+             "| backbone | label | tracks | top tags (mean probability) |", "|---|---|---|---|"]
+    for row in summary.iter_rows(named=True):
+        tags = ", ".join(f"{t} ({p:.2f})" for t, p in zip(row["top_tags"], row["top_probabilities"]))
+        lines.append(f"| {row['backbone']} | {row['label']} | {row['tracks']} | {tags} |")
+    return "\n".join(lines) + "\n"

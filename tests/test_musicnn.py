@@ -141,3 +141,49 @@ def test_tags_follow_the_rendered_instrument(mtt: MusiCNNEmbedder) -> None:
     top3 = set(np.array(MTT_TAGS)[np.argsort(-choir)[:3]])
     assert {"choir", "choral"} <= top3
     assert choir[MTT_TAGS.index("piano")] < 0.05
+
+
+def test_tag_tables_through_the_runner(mtt: MusiCNNEmbedder, tmp_path: Path) -> None:
+    """TagView runs through the same runner as embeddings: one table per batch, probabilities equal to
+    `tags`, readable top tags, and a per-label summary that names the instrument it hears."""
+    pytest.importorskip("tinysoundfont")
+    import polars as pl
+    import soundfile as sf
+
+    from embedders.runner import embed_catalog, read_backbone
+    from embedders.tags import TagView, is_tagger, tags_by_label, top_tags
+
+    waves = {"p0": render(0), "p1": render(0, 0.4), "c0": render(52)}
+    for track_id, wave in waves.items():
+        sf.write(str(tmp_path / f"{track_id}.wav"), wave, SR, subtype="FLOAT")  # lossless: tags compare exactly
+    tracks = pl.DataFrame({"track_id": list(waves), "audio_path": [f"{t}.wav" for t in waves],
+                           "sha256": list(waves), "batch": ["b0", "b0", "b1"]})
+    view = TagView(mtt)
+    assert is_tagger(mtt) and view.name == "musicnn_mtt_tags" and view.dim == 50
+    result = embed_catalog(view, tracks, tmp_path, tmp_path / "tags", progress=lambda _: None)
+    assert result.embedded == ["b0", "b1"] and result.failures == 0
+    stored = read_backbone(tmp_path / "tags")
+    expected = mtt.tags([waves[t] for t in stored.ids])
+    np.testing.assert_allclose(stored.matrix, expected, rtol=1e-5, atol=1e-6)
+
+    table = top_tags(stored, view.tag_names, k=3).sort("track_id")
+    assert table["top_tags"].to_list()[2][0] == "piano"  # p1
+    probabilities = table["top_probabilities"].to_list()
+    assert all(p[0] >= p[1] >= p[2] for p in probabilities)
+
+    summary = tags_by_label(stored, view.tag_names, {"p0": "piano", "p1": "piano", "c0": "choir"})
+    by_label = {row["label"]: row for row in summary.iter_rows(named=True)}
+    assert by_label["piano"]["tracks"] == 2 and by_label["piano"]["top_tags"][0] == "piano"
+    assert {"choir", "choral"} & set(by_label["choir"]["top_tags"])
+    with pytest.raises(ValueError, match="50 probabilities per track but 2 tag names"):
+        top_tags(stored, ["a", "b"])
+    with pytest.raises(TypeError, match="not a tagging backbone"):
+        TagView(HandcraftedEmbedderStub())
+
+
+class HandcraftedEmbedderStub:
+    """An embedder without tags (what `TagView` must refuse)."""
+    name, sample_rate, dim, version = "plain", SR, 2, "1"
+
+    def embed(self, waveforms):
+        return np.zeros((len(waveforms), 2), np.float32)

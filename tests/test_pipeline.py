@@ -59,6 +59,9 @@ def test_report_headlines_knn_on_both_baseline_backbones(pipeline):
     assert "HitRate@50" in report and "Recall@50" in report and "NDCG@50" in report
     for backbone in ("random", "handcrafted"):
         assert f"| knn | {backbone} |" in report
+    assert "## What the tagging backbones hear" in report and "| musicnn_mtt |" in report
+    for figure in ("artist_similarity_layers.png", "bars_semi_cold_recall_at20.png", "heatmap_hot_ndcg_at50.png"):
+        assert f"]({figure})" in report and (root / "reports" / figure).stat().st_size > 5_000
 
 
 def test_metrics_table_honours_its_contract(pipeline, tiny_catalog):

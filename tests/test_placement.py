@@ -11,7 +11,7 @@ from pipelines.executors import executor_from_env
 
 EXPERIMENT = Experiment(backbones=("random", "handcrafted", "musicnn_mtt"), content_recommenders=("knn", "bert4rec"),
                         cf_baselines=("ease",))
-GPU_STEPS = {"embeddings_musicnn_mtt", "model_bert4rec__random", "model_bert4rec__handcrafted",
+GPU_STEPS = {"embeddings_musicnn_mtt", "tags_musicnn_mtt", "model_bert4rec__random", "model_bert4rec__handcrafted",
              "model_bert4rec__musicnn_mtt", "cold_start_per_user", "text_retrieval_results", "olga_layer_sweep"}
 
 
