@@ -12,7 +12,8 @@ from embedders.runner import read_backbone
 from evaluation.metrics import per_user_metrics
 from evaluation.splits import hot_split, relevant_sets
 from pipelines.resources import StorageResource
-from recommenders.base import RECOMMENDERS, histories_from
+from catalog.io import atomic_path
+from recommenders.base import FIT_FINGERPRINT_FILE, RECOMMENDERS, fit_fingerprint, histories_from, stored_fit_fingerprint
 import recommenders.registry  # noqa: F401  (registers every model)
 
 SPLIT_CODE_VERSION = "1"
@@ -52,11 +53,12 @@ def build_model_asset(recommender: str, backbone: str, options: dict | None = No
     uses_content = not content_free(recommender)
 
     options_tag = json.dumps(options or {}, sort_keys=True)
+    code_version = f"1:{options_tag}"
 
     @dg.asset(
         name=model_key(recommender, backbone),
         group_name="hot_start",
-        code_version=f"1:{options_tag}",
+        code_version=code_version,
         automation_condition=RERUN_WHEN_STALE,
         deps=[f"embeddings_{backbone}"] if uses_content else [],
         **placement(recommender in GPU_RECOMMENDERS),
@@ -68,10 +70,18 @@ def build_model_asset(recommender: str, backbone: str, options: dict | None = No
         storage: StorageResource,
     ) -> dg.MaterializeResult:
         items = read_backbone(storage.path("embeddings", backbone)) if uses_content else None
+        folder = storage.path("models", f"{recommender}__{backbone}")
+        fingerprint = fit_fingerprint(model_class, code_version, hot_train, hot_validation, items)
+        if stored_fit_fingerprint(folder) == fingerprint:
+            context.log.info(f"{recommender}__{backbone}: training inputs unchanged since the saved model "
+                             f"(new tracks without plays do not change this fit): reusing {folder}")
+            return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height, "refit": False})
         validation = (histories_from(hot_train), relevant_sets(hot_validation))
         fitted = model_class(**(options or {})).fit(hot_train, items, validation=validation)
-        folder = fitted.save(storage.path("models", f"{recommender}__{backbone}"))
-        return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height})
+        fitted.save(folder)
+        with atomic_path(folder / FIT_FINGERPRINT_FILE) as tmp:  # written last: a cut-off save is refit next time
+            tmp.write_text(fingerprint)
+        return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height, "refit": True})
 
     return model
 

@@ -85,6 +85,7 @@ class Bert4Rec(ItemScorer):
     """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
 
     name = "bert4rec"
+    fits_played_items_only = True  # vectors reach fit through align_items
 
     def __init__(self, learned_items: bool = False, hidden: int | None = None, max_hidden: int = 256,
                  proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,

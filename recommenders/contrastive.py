@@ -78,6 +78,7 @@ class Contrastive(ItemScorer):
     """Contrastive two-tower model; CF factors are rank-`cf_dim` linear-autoencoder factors of the training plays."""
 
     name = "contrastive"
+    fits_played_items_only = True  # vectors reach fit through align_items
 
     def __init__(self, dim: int = 128, hidden: int = 256, cf_dim: int = 64, temperature: float = 0.1,
                  lr: float = 1e-3, batch_size: int = 256, max_epochs: int = 100, patience: int = 5,

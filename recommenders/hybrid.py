@@ -56,6 +56,7 @@ class Hybrid(ItemScorer):
     """ELSA-style hybrid; early stopping on validation NDCG@`eval_k`."""
 
     name = "hybrid"
+    fits_played_items_only = True  # vectors reach fit through align_items
 
     def __init__(self, dim: int = 128, hidden: int = 256, lr: float = 1e-3, batch_size: int = 128,
                  max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,

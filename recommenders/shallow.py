@@ -50,6 +50,7 @@ class Shallow(ItemScorer):
     """Shallow model over a backbone's frozen item vectors; early stopping on validation NDCG@`eval_k`."""
 
     name = "shallow"
+    fits_played_items_only = True  # vectors reach fit through align_items
 
     def __init__(self, out_dim: int | None = None, margin: float = 0.2, negatives: int = 20, lr: float = 1e-3,
                  batch_size: int = 512, max_epochs: int = 50, patience: int = 3, eval_k: int = 50, seed: int = 0,

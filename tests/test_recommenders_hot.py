@@ -156,3 +156,30 @@ def test_unknown_candidate_is_a_clear_error(data):
     model = fitted("popularity", data)
     with pytest.raises(KeyError, match="unknown to the model"):
         model.recommend({"u0_00": ["t0_00"]}, 5, candidates=["nope"])
+
+
+def test_fit_fingerprint_ignores_unplayed_tracks_only_where_fit_never_reads_them():
+    """A new batch of unplayed tracks leaves the trained models' fingerprint (so the stored model is reused),
+    but not knn's (its index holds every track); any change of a play or a played vector changes both."""
+    from recommenders.base import fit_fingerprint
+    from recommenders.knn import ItemKNN
+
+    train, items, _, _ = planted()
+    validation = train.head(5)
+    extra = ItemVectors(items.ids + ["new_0", "new_1"],
+                        np.vstack([items.matrix, np.ones((2, DIM), np.float32)]))
+    shallow_class = RECOMMENDERS["shallow"]
+    before = {cls: fit_fingerprint(cls, "1", train, validation, items) for cls in (shallow_class, ItemKNN)}
+    assert fit_fingerprint(shallow_class, "1", train, validation, extra) == before[shallow_class]
+    assert fit_fingerprint(ItemKNN, "1", train, validation, extra) != before[ItemKNN]
+    played = train["track_id"][0]
+    nudged = ItemVectors(items.ids, items.matrix.copy())
+    nudged.matrix[items.ids.index(played), 0] += 1e-3
+    fewer = train.slice(1)
+    for cls in (shallow_class, ItemKNN):
+        assert fit_fingerprint(cls, "1", train, validation, nudged) != before[cls]
+        assert fit_fingerprint(cls, "1", fewer, validation, items) != before[cls]
+        assert fit_fingerprint(cls, "2", train, validation, items) != before[cls]  # code or options changed
+    # row order is not content: a shuffled table fingerprints the same
+    assert fit_fingerprint(shallow_class, "1", train.sample(fraction=1.0, shuffle=True, seed=1), validation,
+                           items) == before[shallow_class]
