@@ -136,7 +136,6 @@ class AcaRec(ItemScorer):
     """ACARec; `track_artists` maps every track id of the item tables to its artist id."""
 
     name = "acarec"
-    fits_played_items_only = True  # vectors reach fit through align_items
 
     def __init__(self, track_artists: Mapping[str, str] | None = None, cf_dim: int = 64, hidden: int = 128,
                  attn_dim: int = 32, lr: float = 3e-3, batch_size: int = 32, max_epochs: int = 100,
