@@ -19,8 +19,8 @@ from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
-    seed_everything, train_loop, user_sequences, validation_metric,
+    FitReport, LoopSettings, Validation, align_items, load_checkpoint, most_played_items, pick_device,
+    save_checkpoint, seed_everything, train_loop, user_sequences, validation_metric,
 )
 
 
@@ -91,11 +91,12 @@ class Bert4Rec(ItemScorer):
                  proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
                  mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
-                 device: str | None = None) -> None:
+                 max_items: int | None = None, device: str | None = None) -> None:
         self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
         self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
         self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
         self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
+        self.max_items = max_items  # learned items only: keep the most played (rarer plays leave the sequences)
         self.device = pick_device(device)
         self.item_ids: list[str] = []
         self.net: Bert4RecNet | None = None
@@ -103,7 +104,7 @@ class Bert4Rec(ItemScorer):
 
     def _config(self) -> dict:
         keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
-                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed")
+                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items")
         return {key: getattr(self, key) for key in keys}
 
     def _hidden_for(self, item_dim: int | None) -> int:
@@ -124,7 +125,7 @@ class Bert4Rec(ItemScorer):
         seed_everything(self.seed)
         if items is None or self.learned_items:
             self.learned_items = True
-            self.item_ids, frozen = sorted(train["track_id"].unique().to_list()), None
+            self.item_ids, frozen = most_played_items(train, self.max_items), None
         else:
             train, vectors = align_items(train, items, self.name)
             self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()

@@ -16,7 +16,7 @@ from scipy.sparse.linalg import svds
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.ranking import ItemScorer
-from recommenders.training import Validation, load_checkpoint, pick_device, save_checkpoint
+from recommenders.training import Validation, load_checkpoint, most_played_items, pick_device, save_checkpoint
 
 log = logging.getLogger("musicrec.ease")
 
@@ -35,13 +35,6 @@ def interaction_matrix(train: pl.DataFrame, item_ids: Sequence[str]) -> tuple[li
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return users, matrix
-
-
-def _popular_items(train: pl.DataFrame, max_items: int | None) -> list[str]:
-    """Training items, most-played first (ties by id), cut to `max_items`; returned sorted by id."""
-    counts = train.group_by("track_id").agg(pl.len().alias("n")).sort(["n", "track_id"], descending=[True, False])
-    kept = counts["track_id"].to_list()[: max_items or None]
-    return sorted(kept)
 
 
 def cf_item_factors(train: pl.DataFrame, dim: int, seed: int = 0) -> ItemVectors:
@@ -94,7 +87,7 @@ class Ease(ItemScorer):
             validation: Validation | None = None) -> "Ease":
         if train.is_empty():
             raise ValueError("ease: empty training table")
-        self.item_ids = _popular_items(train, self.max_items)
+        self.item_ids = most_played_items(train, self.max_items)
         _, matrix = interaction_matrix(train, self.item_ids)
         x = torch.from_numpy(matrix.toarray()).to(self.device, torch.float64)
         gram = x.T @ x + self.l2 * torch.eye(len(self.item_ids), dtype=torch.float64, device=self.device)

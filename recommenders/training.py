@@ -192,6 +192,12 @@ def align_items(train: pl.DataFrame, items: ItemVectors | None, name: str) -> tu
     return kept, items.subset(sorted(kept["track_id"].unique().to_list()))
 
 
+def most_played_items(train: pl.DataFrame, max_items: int | None) -> list[str]:
+    """Training items, most-played first (ties by id), cut to `max_items` (None: all); returned sorted by id."""
+    counts = train.group_by("track_id").agg(pl.len().alias("n")).sort(["n", "track_id"], descending=[True, False])
+    return sorted(counts["track_id"].to_list()[: max_items or None])
+
+
 def user_sequences(train: pl.DataFrame, item_ids: list[str]) -> tuple[list[str], list[list[int]]]:
     """Users (sorted) and each user's item rows in `item_ids`, oldest play first; unknown tracks skipped."""
     position = {item: row for row, item in enumerate(item_ids)}
