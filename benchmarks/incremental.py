@@ -68,7 +68,8 @@ def main() -> None:
     folder, interactions, held = stage_catalog(args.catalog, args.scratch, args.fraction)
     experiment = Experiment(content_recommenders=("knn",), cf_baselines=("popularity",)) if args.small else DEMO
     catalog = CatalogResource(source="folder", folder=str(folder), metadata_csv=str(folder / "metadata.csv"),
-                              interactions=str(interactions))
+                              interactions=str(interactions), artists=str(args.catalog / "artists.parquet"),
+                              artist_edges=str(args.catalog / "artist_edges.parquet"))
     defs = build_definitions(str(args.scratch / "storage"), catalog, experiment)
     instance = dg.DagsterInstance.ephemeral()
 
