@@ -49,6 +49,7 @@ clean-storage:
 search: $(STAMP)
 	$(BIN)/musicrec search "$(Q)"
 
-# The GraphSAGE layer sweep on the real OLGA graph in ../shared/data/olga (minutes on 2 cores)
+# The GraphSAGE layer sweep on the real OLGA graph in ../shared/data/olga (160 full-batch steps per depth;
+# tens of minutes on 2 cores)
 olga: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster job execute -m pipelines.definitions -j olga
