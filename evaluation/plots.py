@@ -161,7 +161,7 @@ def layer_sweep_plot(results: pl.DataFrame, path: str | Path, k: int = 200) -> P
     ax.set_xlabel("SAGE layers")
     ax.set_ylabel(f"test NDCG@{k}")
     ax.set_ylim(bottom=0.0)
-    ax.set_title(f"Artist similarity: NDCG@{k} by layers (solid: standard IDCG, dashed: published IDCG)")
+    ax.set_title(f"Artist similarity, test NDCG@{k} (solid: standard IDCG, dashed: published)", fontsize=10)
     ax.legend(title="node features", fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
