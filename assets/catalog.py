@@ -8,7 +8,7 @@ import polars as pl
 
 from catalog.demo import build_demo_catalog
 from catalog.ingest import ingest_folder
-from catalog.io import read_table, write_table
+from catalog.io import read_table, update_with_table, write_table
 from catalog.schemas import SPECS, check_references
 from pipelines.resources import CatalogResource, StorageResource
 
@@ -19,9 +19,8 @@ TABLES = ("tracks", "artists", "interactions", "artist_edges", "queries")
 def content_version(table: pl.DataFrame) -> dg.DataVersion:
     """A data version from the table's content (column names + row hashes), so an unchanged table re-emitted
     by a new run does not make anything downstream stale."""
-    digest = hashlib.sha256(",".join(table.columns).encode())
-    if table.height:
-        digest.update(table.hash_rows(seed=0).sort().to_numpy().tobytes())
+    digest = hashlib.sha256()
+    update_with_table(digest, table)
     return dg.DataVersion(digest.hexdigest()[:16])
 
 

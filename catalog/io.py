@@ -38,6 +38,13 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def update_with_table(digest, table: pl.DataFrame) -> None:
+    """Feed a hashlib `digest` the content of `table`: column names and row hashes, independent of row order."""
+    digest.update(",".join(table.columns).encode())
+    if table.height:
+        digest.update(table.hash_rows(seed=0).sort().to_numpy().tobytes())
+
+
 def write_parquet(table: pa.Table, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write `table` to `path` atomically; `metadata` is merged into the Parquet schema metadata."""
     if metadata:

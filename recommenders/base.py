@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from catalog.io import ItemVectors
+from catalog.io import ItemVectors, update_with_table
 
 Histories = Mapping[str, Sequence[str]]  # user_id -> track ids, oldest first
 Rankings = dict[str, list[str]]  # user_id -> top-k track ids, best first
@@ -89,8 +89,7 @@ def fit_fingerprint(
     `model_class.fits_played_items_only`). Equal fingerprints give the same model, so a stored one is reused."""
     digest = hashlib.sha256(json.dumps([model_class.__name__, version]).encode())
     for table in (train, validation):
-        digest.update(",".join(table.columns).encode())
-        digest.update(table.hash_rows(seed=0).sort().to_numpy().tobytes())
+        update_with_table(digest, table)
     if items is not None:
         if model_class.fits_played_items_only:
             items = items.subset(sorted(set(train["track_id"].to_list()) & set(items.ids)))
