@@ -7,6 +7,7 @@ fingerprints, so downstream models are stale only when the embeddings really cha
 """
 
 import hashlib
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -26,8 +27,24 @@ def catalog_root(catalog: CatalogResource, storage: StorageResource):
     return storage.path("catalog", "demo") if catalog.source == "demo" else catalog.folder
 
 
-def build_embedding_asset(backbone: str) -> dg.AssetsDefinition:
-    embedder_version = create_embedder(backbone).version
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the asset definitions need to know of a backbone: name, version and, for a tagger, its tag names."""
+
+    name: str
+    version: str
+    tag_names: tuple[str, ...] = ()
+
+
+def backbone_info(backbone: str) -> BackboneInfo:
+    """Construct the backbone once (MusiCNN loads its weights: about 1.6 s here) and keep what the embedding,
+    tags and summary assets of one set of definitions need."""
+    embedder = create_embedder(backbone)
+    return BackboneInfo(backbone, embedder.version, tuple(TagView(embedder).tag_names) if is_tagger(embedder) else ())
+
+
+def build_embedding_asset(info: BackboneInfo) -> dg.AssetsDefinition:
+    backbone, embedder_version = info.name, info.version
     is_gpu = backbone in GPU_BACKBONES
 
     @dg.asset(
@@ -59,20 +76,16 @@ def build_embedding_asset(backbone: str) -> dg.AssetsDefinition:
     return embeddings
 
 
-def is_tagging_backbone(backbone: str) -> bool:
-    """Whether the backbone also predicts tag probabilities (MusiCNN), so a `tags_<backbone>` asset exists."""
-    return is_tagger(create_embedder(backbone))
-
-
-def build_tags_asset(backbone: str) -> dg.AssetsDefinition:
-    tagger = TagView(create_embedder(backbone))
+def build_tags_asset(info: BackboneInfo) -> dg.AssetsDefinition:
+    """`tags_<backbone>` for a tagging backbone (`info.tag_names` not empty)."""
+    backbone = info.name
 
     @dg.asset(
         name=f"tags_{backbone}",
         group_name="embeddings",
-        code_version=f"{tagger.version}.{RUNNER_VERSION}",
-        description=f"The {tagger.dim} tag probabilities of `{backbone}` per track (storage/tags/{backbone}/, one "
-                    f"table per catalog batch) and, as this table, each track's 5 most probable tags.",
+        code_version=f"{info.version}.{RUNNER_VERSION}",
+        description=f"The {len(info.tag_names)} tag probabilities of `{backbone}` per track (storage/tags/{backbone}/, "
+                    f"one table per catalog batch) and, as this table, each track's 5 most probable tags.",
         **placement(True),
         kinds={"pytorch"},
         automation_condition=RERUN_WHEN_STALE,
@@ -80,6 +93,7 @@ def build_tags_asset(backbone: str) -> dg.AssetsDefinition:
     def tags(context: dg.AssetExecutionContext, tracks: pl.DataFrame, catalog: CatalogResource,
              storage: StorageResource) -> pl.DataFrame:
         out_dir = storage.path("tags", backbone)
+        tagger = TagView(create_embedder(backbone))
         result = embed_catalog(tagger, tracks, catalog_root(catalog, storage), out_dir, progress=context.log.info)
         context.add_output_metadata({"embedded_batches": result.embedded, "skipped_batches": result.skipped,
                                      "failed_tracks": result.failures, "path": str(out_dir)})
@@ -88,11 +102,11 @@ def build_tags_asset(backbone: str) -> dg.AssetsDefinition:
     return tags
 
 
-def build_tags_summary_asset(backbones: list[str]) -> dg.AssetsDefinition:
+def build_tags_summary_asset(taggers: list[BackboneInfo]) -> dg.AssetsDefinition:
     """`tags_summary`: what each tagging backbone hears, per label; the report's "tags" section."""
 
     @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE,
-              deps=[f"tags_{b}" for b in backbones])
+              deps=[f"tags_{t.name}" for t in taggers])
     def tags_summary(tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per tagging backbone and label (a track's first catalog tag: the demo's instrumentation), the 3 tags
         of highest mean probability over the label's tracks: backbone, label, tracks, top_tags,
@@ -100,10 +114,9 @@ def build_tags_summary_asset(backbones: list[str]) -> dg.AssetsDefinition:
         labels = {row["track_id"]: row["tags"][0] for row in tracks.select("track_id", "tags").iter_rows(named=True)
                   if row["tags"]}
         blocks = []
-        for backbone in backbones:
-            names = TagView(create_embedder(backbone)).tag_names
-            blocks.append(tags_by_label(read_backbone(storage.path("tags", backbone)), names, labels)
-                          .with_columns(pl.lit(backbone).alias("backbone")))
+        for tagger in taggers:
+            blocks.append(tags_by_label(read_backbone(storage.path("tags", tagger.name)), tagger.tag_names, labels)
+                          .with_columns(pl.lit(tagger.name).alias("backbone")))
         return pl.concat(blocks).select("backbone", "label", "tracks", "top_tags", "top_probabilities")
 
     return tags_summary

@@ -12,7 +12,7 @@ from assets.catalog import catalog_tables
 from assets.cold_start import build_cold_start_asset, cold_start_table
 from assets.checks import (artist_edges_are_valid, artists_are_valid, build_embedding_check, hot_split_is_valid,
                            interactions_are_valid, metrics_are_valid, queries_are_valid, tracks_are_valid)
-from assets.embeddings import build_embedding_asset, build_tags_asset, build_tags_summary_asset, is_tagging_backbone
+from assets.embeddings import backbone_info, build_embedding_asset, build_tags_asset, build_tags_summary_asset
 from assets.experiment import DEMO, Experiment, experiment_from_env
 from assets.hot_start import build_evaluation_asset, build_model_asset, hot_split_tables
 from assets.text_search import search_index, text_retrieval_results
@@ -26,12 +26,14 @@ from pipelines.sensors import new_catalog_batches, nightly_reembed
 def all_assets(experiment: Experiment) -> list:
     """Every asset of `experiment`: the hot matrix always, the other studies when it runs them."""
     systems = experiment.hot_systems()
-    taggers = [b for b in experiment.backbones if is_tagging_backbone(b)]
-    sections = tuple(s for s in ("cold_start", "artist_similarity") if experiment.runs(s)) + (("tags",) if taggers else ())
+    backbones = [backbone_info(b) for b in experiment.backbones]  # each backbone constructed once
+    taggers = [info for info in backbones if info.tag_names]
+    sections = tuple(s for s in ("cold_start", "artist_similarity") if experiment.runs(s))
+    sections += ("tags",) if taggers else ()
     assets = [
         catalog_tables,
-        *[build_embedding_asset(b) for b in experiment.backbones],
-        *[build_tags_asset(b) for b in taggers],
+        *[build_embedding_asset(info) for info in backbones],
+        *[build_tags_asset(info) for info in taggers],
         *([build_tags_summary_asset(taggers)] if taggers else []),
         hot_split_tables,
         *[build_model_asset(r, b, experiment.options.get(r)) for r, b in systems],
