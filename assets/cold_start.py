@@ -18,11 +18,12 @@ COLD_K = 20
 def build_cold_start_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
     content = [b for b in backbones if b != "random"]
 
-    @dg.asset(group_name="cold_start", code_version="1", automation_condition=RERUN_WHEN_STALE,
+    @dg.asset(group_name="cold_start", code_version="2", automation_condition=RERUN_WHEN_STALE,
               deps=[f"embeddings_{b}" for b in content], **placement(gpu=True))
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
-        """Per-user Recall/NDCG/HitRate@20,50 of knn, contrastive, hybrid and acarec per backbone, on semi-cold
-        and cold test tracks, for all relevant pairs and for discovery / exploit pairs."""
+        """Per-user Recall/NDCG/HitRate@20,50 of knn, shallow, contrastive, hybrid and acarec per backbone, on
+        semi-cold and cold test tracks (ranked among all new tracks), for all relevant pairs and for discovery /
+        exploit pairs."""
         split = cold_split(interactions, tracks, seed=0, holdout_artists=HOLDOUT_ARTISTS)
         blocks = [run_cold_experiment(split, interactions, tracks, read_backbone(storage.path("embeddings", b)))
                   .with_columns(pl.lit(b).alias("backbone")) for b in content]

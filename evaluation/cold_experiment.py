@@ -1,8 +1,9 @@
 """The cold-start experiment: fit ACARec and the content-only baselines on a `ColdSplit` and score them.
 
-Early stopping never sees the test users: acarec stops on the validation users' plays of new tracks;
-contrastive and hybrid, which rank new tracks from audio exactly as known ones, stop on the same validation
-users' later plays of known tracks.
+Content-only baselines: knn (audio cosine), shallow (its shared head maps a new track's audio like any
+item's), the audio tower of contrastive, hybrid (audio-MLP item factors). Early stopping never sees the test
+users: acarec stops on the validation users' plays of new tracks; shallow, contrastive and hybrid, which rank
+new tracks from audio exactly as known ones, stop on the same validation users' later plays of known tracks.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from catalog.io import ItemVectors
-from evaluation.cold_eval import evaluate_cold
+from evaluation.cold_eval import COLD_METRICS, evaluate_cold
 from evaluation.cold_splits import ColdSplit, relevant_by
 from evaluation.splits import hot_split, relevant_sets
 from recommenders.acarec import AcaRec
@@ -21,10 +22,11 @@ from recommenders.base import Recommender, histories_from
 from recommenders.contrastive import Contrastive
 from recommenders.hybrid import Hybrid
 from recommenders.knn import ItemKNN
+from recommenders.shallow import Shallow
 
 log = logging.getLogger(__name__)
 REFERENCE = "acarec"
-COLD_SYSTEMS: tuple[str, ...] = ("knn", "contrastive", "hybrid", REFERENCE)
+COLD_SYSTEMS: tuple[str, ...] = ("knn", "shallow", "contrastive", "hybrid", REFERENCE)
 
 
 def hot_validation(interactions: pl.DataFrame, tracks: pl.DataFrame, split: ColdSplit) -> dict[str, set[str]]:
@@ -44,6 +46,7 @@ def fit_cold_systems(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.Da
     hot = (histories, hot_validation(interactions, tracks, split))
     builders = {
         "knn": (lambda: ItemKNN(), None),
+        "shallow": (lambda: Shallow(seed=seed), hot),
         "contrastive": (lambda: Contrastive(seed=seed), hot),
         "hybrid": (lambda: Hybrid(seed=seed), hot),
         REFERENCE: (lambda: AcaRec(dict(zip(tracks["track_id"], tracks["artist_id"])), seed=seed),
@@ -62,6 +65,8 @@ def fit_cold_systems(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.Da
 
 
 def run_cold_experiment(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.DataFrame, items: ItemVectors,
-                        k_list: Sequence[int] = (20, 50), seed: int = 0) -> pl.DataFrame:
-    """Per-user test metrics (evaluate_cold columns) of every cold system on one backbone's vectors."""
-    return evaluate_cold(fit_cold_systems(split, interactions, tracks, items, seed), split, k_list)
+                        k_list: Sequence[int] = (20, 50), seed: int = 0,
+                        metrics: Sequence[str] = COLD_METRICS) -> pl.DataFrame:
+    """Per-user test metrics (evaluate_cold columns, all new tracks as the pool) of every cold system on one
+    backbone's vectors."""
+    return evaluate_cold(fit_cold_systems(split, interactions, tracks, items, seed), split, k_list, metrics=metrics)

@@ -221,12 +221,9 @@ class AcaRec(ItemScorer):
         net = self._require_net()
         self.track_artists.update(track_artists or {})
         known = set(self.item_ids)
-        new = [i for i in items.ids if i not in known]
-        if not new:
+        self._check_artists([i for i in items.ids if i not in known])
+        if not self.append_item_vectors(net, "audio", items):
             return
-        self._check_artists(new)
-        net.audio = torch.cat([net.audio, torch.from_numpy(items.subset(new).matrix).float().to(self.device)])
-        self.item_ids = self.item_ids + new
         catalog, artist = artist_catalogs(self.item_ids, self.n_known, self.track_artists)
         net.catalog, net.artist = catalog.to(self.device), artist.to(self.device)
 

@@ -2,8 +2,10 @@
 
 Two transformer layers, two heads, FFN 256; the hidden size is the item dimension, or a linear projection of
 it when the dimension is large (> `max_hidden`) or not divisible by the heads; the output layer is tied to the
-(projected) item table. Training masks 20 % of the positions (at least one per sequence) of each user's last
-`max_len` plays; recommendation appends a mask token to the user's last `max_len − 1` plays.
+(projected) item table. Training masks 20 % of the item positions (at least one per sequence) of each user's
+last `max_len` plays; recommendation appends a mask token to the user's last `max_len − 1` plays. A play of a
+track outside the model's items (a learned table cut to `max_items`, a track without a vector) stays in the
+sequence as one shared unknown-item token: it keeps its place in the context but is never a target.
 """
 from __future__ import annotations
 
@@ -16,16 +18,17 @@ import torch
 from torch import nn
 
 from catalog.io import ItemVectors
-from recommenders.base import register_recommender
+from recommenders.base import histories_from, register_recommender
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport, LoopSettings, Validation, align_items, load_checkpoint, most_played_items, pick_device,
-    save_checkpoint, seed_everything, train_loop, user_sequences, validation_metric,
+    save_checkpoint, seed_everything, train_loop, validation_metric,
 )
 
 
 class Bert4RecNet(nn.Module):
-    """Token ids: 0..n_items−1 items, n_items = padding, n_items + 1 = mask. Sequences are left-padded."""
+    """Token ids: 0..n_items−1 items, n_items = padding, n_items + 1 = mask, n_items + 2 = unknown item.
+    Sequences are left-padded; position 0 is the newest play."""
 
     def __init__(self, n_items: int, hidden: int, max_len: int, frozen: torch.Tensor | None = None,
                  layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1) -> None:
@@ -36,7 +39,7 @@ class Bert4RecNet(nn.Module):
             self.project = nn.Identity() if frozen.shape[1] == hidden else nn.Linear(frozen.shape[1], hidden)
         else:
             self.item_table = nn.Parameter(torch.randn(n_items, hidden) * 0.02)
-        self.special = nn.Parameter(torch.randn(2, hidden) * 0.02)  # padding, mask
+        self.special = nn.Parameter(torch.randn(3, hidden) * 0.02)  # padding, mask, unknown item
         self.position = nn.Embedding(max_len, hidden)
         nn.init.normal_(self.position.weight, std=0.02)  # same scale as the learned items (BERT's init)
         self.norm = nn.LayerNorm(hidden)
@@ -53,6 +56,10 @@ class Bert4RecNet(nn.Module):
     def mask(self) -> int:
         return self.n_items + 1
 
+    @property
+    def unknown(self) -> int:
+        return self.n_items + 2
+
     def items(self) -> torch.Tensor:
         """The (n_items, hidden) item table used for input and (tied) output."""
         return self.project(self.item_vectors) if hasattr(self, "item_vectors") else self.item_table
@@ -61,7 +68,9 @@ class Bert4RecNet(nn.Module):
         """tokens (b, L) → (hidden states (b, L, hidden), item table (n_items, hidden))."""
         items = self.items()
         table = torch.cat([items, self.special])
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        # positions count back from the newest play (the last column is 0), so a play's position does not
+        # depend on how wide its batch was padded (training batches and recommendation batches differ)
+        positions = torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)
         x = self.dropout(self.norm(table[tokens] + self.position(positions)[None]))
         return self.encoder(x, src_key_padding_mask=tokens == self.pad), items
 
@@ -80,6 +89,19 @@ def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> np.ndarray:
     return out
 
 
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Indices of `lengths` in batches of sequences of about equal length, in random order.
+
+    Sequences are shuffled, stably sorted by length (so equal lengths stay shuffled), cut into batches, and the
+    batches shuffled: padding, and with it the transformer's work, shrinks to a few tokens per sequence
+    (Music4All-Onion: about 5× fewer positions than random batches).
+    """
+    shuffled = rng.permutation(len(lengths))
+    by_length = shuffled[np.argsort(lengths[shuffled], kind="stable")]
+    chunks = [by_length[start:start + batch_size] for start in range(0, len(by_length), batch_size)]
+    return [chunks[i] for i in rng.permutation(len(chunks))]
+
+
 @register_recommender("bert4rec")
 class Bert4Rec(ItemScorer):
     """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
@@ -91,12 +113,13 @@ class Bert4Rec(ItemScorer):
                  proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
                  mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
-                 max_items: int | None = None, device: str | None = None) -> None:
+                 max_items: int | None = None, mask_last_share: float = 0.0, device: str | None = None) -> None:
         self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
         self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
         self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
         self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
-        self.max_items = max_items  # learned items only: keep the most played (rarer plays leave the sequences)
+        self.mask_last_share = mask_last_share  # share of sequences per batch with only the newest play masked
+        self.max_items = max_items  # learned items only: the most played; rarer plays become the unknown token
         self.device = pick_device(device)
         self.item_ids: list[str] = []
         self.net: Bert4RecNet | None = None
@@ -104,7 +127,8 @@ class Bert4Rec(ItemScorer):
 
     def _config(self) -> dict:
         keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
-                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items")
+                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items",
+                "mask_last_share")
         return {key: getattr(self, key) for key in keys}
 
     def _hidden_for(self, item_dim: int | None) -> int:
@@ -130,21 +154,27 @@ class Bert4Rec(ItemScorer):
             train, vectors = align_items(train, items, self.name)
             self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
         self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
-        _, sequences = user_sequences(train, self.item_ids)
-        sequences = [s[-self.max_len:] for s in sequences if s]
-        plays = np.bincount(np.concatenate(sequences), minlength=len(self.item_ids))
+        histories = histories_from(train)
+        sequences = [self.item_rows(histories[user])[-self.max_len:] for user in sorted(histories)]
+        sequences = [s for s in sequences if min(s) < self.net.pad]  # at least one item that can be a target
+        tokens_played = np.concatenate(sequences)
+        plays = np.bincount(tokens_played[tokens_played < self.net.pad], minlength=len(self.item_ids))
         with torch.no_grad():  # start from the popularity prior: Adam would need thousands of steps to learn it
             prior = torch.from_numpy(np.log1p(plays)).float()
             self.net.bias.copy_(prior - prior.mean())
 
+        lengths = np.array([len(s) for s in sequences])
+
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(len(sequences))
-            for start in range(0, len(order), self.batch_size):
-                tokens = left_pad([sequences[i] for i in order[start:start + self.batch_size]], self.net.pad)
-                real = tokens != self.net.pad
-                masked = real & (rng.random(tokens.shape) < self.mask_prob)
-                masked[~masked.any(axis=1), -1] = True  # at least one masked position per sequence
+            for rows in length_batches(lengths, self.batch_size, rng):
+                tokens = left_pad([sequences[i] for i in rows], self.net.pad)
+                targets = tokens < self.net.pad  # item positions (not padding, not unknown items)
+                masked = targets & (rng.random(tokens.shape) < self.mask_prob)
+                last_only = rng.random(len(tokens)) < self.mask_last_share  # the paper's next-item samples
+                masked[last_only] = False
+                for row in np.flatnonzero(~masked.any(axis=1)):  # at least one masked position per sequence
+                    masked[row, np.flatnonzero(targets[row])[-1]] = True
                 labels = tokens[masked]
                 tokens[masked] = self.net.mask
                 yield torch.from_numpy(tokens).to(self.device), torch.from_numpy(np.stack(np.nonzero(masked))), \
@@ -162,6 +192,12 @@ class Bert4Rec(ItemScorer):
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
                                  LoopSettings(self.max_epochs, self.patience, "sequences"))
         return self
+
+    def item_rows(self, items: Sequence[str]) -> list[int]:
+        """Rows of `items` in order, an item unknown to the model as the unknown-item token (row n_items + 2)."""
+        position = self._positions()
+        unknown = len(self.item_ids) + 2
+        return [position.get(i, unknown) for i in items]
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.net is None:

@@ -143,12 +143,7 @@ class Contrastive(ItemScorer):
 
     def add_items(self, items: ItemVectors) -> None:
         """Make new tracks rankable from their audio (cold start); ids already known are left unchanged."""
-        net = self._require_net()
-        new = [i for i in items.ids if i not in set(self.item_ids)]
-        if new:
-            extra = torch.from_numpy(items.subset(new).matrix).float().to(self.device)
-            net.audio = torch.cat([net.audio, extra])
-            self.item_ids = self.item_ids + new
+        self.append_item_vectors(self._require_net(), "audio", items)
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         net = self._require_net()

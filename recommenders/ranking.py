@@ -7,7 +7,9 @@ from abc import abstractmethod
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
+from catalog.io import ItemVectors
 from recommenders.base import Histories, Rankings, Recommender
 
 
@@ -25,15 +27,29 @@ class ItemScorer(Recommender):
         """Scores of shape (len(users), len(item_ids)); `rows[b]` = item rows of user b's history, oldest first."""
 
     def item_rows(self, items: Sequence[str]) -> list[int]:
-        """Rows of the known `items`, in order; unknown ids are skipped (a model cannot use them)."""
+        """Rows of the known `items`, in order; unknown ids are skipped (a model cannot use them). A subclass
+        may map an unknown id to a row ≥ len(item_ids) of its own (an input token, never a scored item)."""
         position = self._positions()
         return [position[i] for i in items if i in position]
 
+    def append_item_vectors(self, module: nn.Module, buffer: str, items: ItemVectors) -> list[str]:
+        """Cold start without retraining: append the vectors of the `items` this model does not know to the
+        (n_items, dim) buffer `buffer` of `module` and their ids to `item_ids`; returns the new ids (known
+        ids keep their rows and vectors)."""
+        known = set(self.item_ids)
+        new = [i for i in items.ids if i not in known]
+        if new:
+            current = getattr(module, buffer)
+            extra = torch.from_numpy(items.subset(new).matrix).to(current.device, current.dtype)
+            setattr(module, buffer, torch.cat([current, extra]))
+            self.item_ids = self.item_ids + new
+        return new
+
     def _positions(self) -> dict[str, int]:
-        cached = getattr(self, "_position_cache", None)
-        if cached is None or len(cached) != len(self.item_ids):
+        ids, cached = getattr(self, "_position_cache", (None, None))
+        if ids is not self.item_ids or len(cached) != len(ids):  # a refit or add_items changes the list
             cached = {item: row for row, item in enumerate(self.item_ids)}
-            self._position_cache = cached
+            self._position_cache = (self.item_ids, cached)
         return cached
 
     def _allowed(self, candidates: Sequence[str] | None) -> torch.Tensor | None:
@@ -63,7 +79,7 @@ class ItemScorer(Recommender):
             rows = [self.item_rows(histories[u]) for u in batch]
             scores = self.score(batch, rows).float().cpu().clone()
             for b, seen in enumerate(rows):
-                scores[b, seen] = float("-inf")
+                scores[b, [r for r in seen if r < len(self.item_ids)]] = float("-inf")
             if allowed is not None:
                 scores[:, ~allowed] = float("-inf")
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)

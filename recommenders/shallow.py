@@ -100,6 +100,13 @@ class Shallow(ItemScorer):
                                  LoopSettings(self.max_epochs, self.patience, "rows"))
         return self
 
+    def add_items(self, items: ItemVectors) -> None:
+        """Make new tracks rankable from their audio vectors (cold start: the shared head maps them like any
+        item); ids already known are left unchanged."""
+        if self.net is None:
+            raise RuntimeError("shallow: fit or load the model first")
+        self.append_item_vectors(self.net, "items", items)
+
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.net is None:
             raise RuntimeError("shallow: fit or load the model first")

@@ -126,6 +126,21 @@ def test_artist_catalog_decides_semi_cold_acarec_finds_it_content_does_not(data)
     assert recall["knn"] <= 0.6
 
 
+def test_pool_of_all_new_tracks_ranks_both_scenarios_together(data):
+    """knn's scores do not depend on the pool, so adding the other scenario's tracks to the candidates can only
+    push relevant tracks down: per user, Recall@2 among all new tracks ≤ among the scenario's tracks."""
+    _, _, items, split, _ = data
+    knn = {"knn": ItemKNN().fit(split.train, items)}
+    keys = ["scenario", "novelty", "user_id"]
+    together = evaluate_cold(knn, split, k_list=(2,), metrics=("recall",)).sort(keys)
+    apart = evaluate_cold(knn, split, k_list=(2,), metrics=("recall",), pool="scenario").sort(keys)
+    assert together.select(keys).equals(apart.select(keys))
+    assert (together["value"] <= apart["value"] + 1e-12).all()
+    assert together["value"].sum() < apart["value"].sum()
+    with pytest.raises(ValueError, match="pool must be"):
+        evaluate_cold(knn, split, pool="artist")
+
+
 def test_new_artist_falls_back_to_content_mapping_with_finite_scores(data):
     _, _, _, split, model = data
     cold = split.candidates("cold")

@@ -131,7 +131,25 @@ def test_bert4rec_learns_with_learned_items(data):
     assert recall_at_10(model, train, test) > 0.4
 
 
-@pytest.mark.parametrize("name", ["contrastive", "hybrid"])
+def test_bert4rec_cut_vocabulary_keeps_rare_plays_as_unknown_token(data):
+    """With max_items the learned table holds only the most played tracks; a play of any other track stays in
+    the input as the unknown-item token (it changes the scores) and is never recommended."""
+    train, _, _, test = data
+    model = RECOMMENDERS["bert4rec"](**{**FAST["bert4rec"], "max_epochs": 2, "max_items": 60}).fit(train, None)
+    assert len(model.item_ids) == 60 and model.net.special.shape[0] == 3
+    unknown = len(model.item_ids) + 2
+    rare = sorted(set(train["track_id"]) - set(model.item_ids))[0]
+    known = model.item_ids[:3]
+    assert model.item_rows([known[0], rare, "never-seen", known[1]]) == [0, unknown, unknown, 1]
+    with torch.no_grad():
+        with_rare = model.score(["u"], [model.item_rows(known + [rare])])
+        without = model.score(["u"], [model.item_rows(known)])
+    assert with_rare.shape == (1, 60) and not torch.allclose(with_rare, without)
+    ranked = model.recommend({"u": known + [rare]}, 70)["u"]
+    assert len(ranked) == 57 and set(ranked) <= set(model.item_ids) - set(known)
+
+
+@pytest.mark.parametrize("name", ["shallow", "contrastive", "hybrid"])
 def test_cold_items_ranked_from_audio(data, name):
     """New tracks near cluster 2's audio centroid are ranked first for cluster-2 users, last for others."""
     train, vectors, _, _ = data
