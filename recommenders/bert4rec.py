@@ -113,12 +113,11 @@ class Bert4Rec(ItemScorer):
                  proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
                  mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
-                 max_items: int | None = None, mask_last_share: float = 0.0, device: str | None = None) -> None:
+                 max_items: int | None = None, device: str | None = None) -> None:
         self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
         self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
         self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
         self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
-        self.mask_last_share = mask_last_share  # share of sequences per batch with only the newest play masked
         self.max_items = max_items  # learned items only: the most played; rarer plays become the unknown token
         self.device = pick_device(device)
         self.item_ids: list[str] = []
@@ -127,8 +126,7 @@ class Bert4Rec(ItemScorer):
 
     def _config(self) -> dict:
         keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
-                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items",
-                "mask_last_share")
+                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items")
         return {key: getattr(self, key) for key in keys}
 
     def _hidden_for(self, item_dim: int | None) -> int:
@@ -171,8 +169,6 @@ class Bert4Rec(ItemScorer):
                 tokens = left_pad([sequences[i] for i in rows], self.net.pad)
                 targets = tokens < self.net.pad  # item positions (not padding, not unknown items)
                 masked = targets & (rng.random(tokens.shape) < self.mask_prob)
-                last_only = rng.random(len(tokens)) < self.mask_last_share  # the paper's next-item samples
-                masked[last_only] = False
                 for row in np.flatnonzero(~masked.any(axis=1)):  # at least one masked position per sequence
                     masked[row, np.flatnonzero(targets[row])[-1]] = True
                 labels = tokens[masked]
