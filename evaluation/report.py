@@ -233,6 +233,7 @@ def cold_start_markdown(table: pl.DataFrame, k: int = 20) -> str:
     95% CIs per scenario, backbone and recommender; marks are Wilcoxon tests against acarec."""
     lines = [f"## Cold start (new tracks; k = {k})", "",
              "semi_cold: new tracks of artists with training tracks; cold: tracks of withheld (new) artists. "
+             "Every system ranks all new tracks together; each scenario is judged on its own plays. "
              "Marks: paired Wilcoxon test of the system against acarec on the same users.", "",
              f"| scenario | backbone | recommender | Recall@{k} | NDCG@{k} | users |", "|---|---|---|---|---|---|"]
     at_k = table.filter(pl.col("k") == k).sort(["scenario", "backbone", "recommender"], descending=[True, False, False])
