@@ -94,7 +94,8 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
     Sequences are shuffled, stably sorted by length (so equal lengths stay shuffled), cut into batches, and the
     batches shuffled: padding, and with it the transformer's work, shrinks to a few tokens per sequence
-    (Music4All-Onion: about 5× fewer positions than random batches).
+    (Music4All-Onion, 8,000 items: an epoch in 4.0 s instead of 16.5 s with random batches; one thread each,
+    two runs side by side).
     """
     shuffled = rng.permutation(len(lengths))
     by_length = shuffled[np.argsort(lengths[shuffled], kind="stable")]
@@ -191,9 +192,10 @@ class Bert4Rec(ItemScorer):
 
     def item_rows(self, items: Sequence[str]) -> list[int]:
         """Rows of `items` in order, an item unknown to the model as the unknown-item token (row n_items + 2)."""
+        if self.net is None:
+            raise RuntimeError("bert4rec: fit or load the model first")
         position = self._positions()
-        unknown = len(self.item_ids) + 2
-        return [position.get(i, unknown) for i in items]
+        return [position.get(i, self.net.unknown) for i in items]
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         if self.net is None:
