@@ -210,11 +210,6 @@ class AcaRec(ItemScorer):
         return lambda: validation_metric(lambda h, k: self.recommend(h, k, candidates=new), (histories, kept),
                                          self.eval_k)
 
-    def _require_net(self) -> AcaNet:
-        if self.net is None:
-            raise RuntimeError("acarec: fit or load the model first")
-        return self.net
-
     def add_items(self, items: ItemVectors, track_artists: Mapping[str, str] | None = None) -> None:
         """Make new tracks rankable (a batch released after training) without retraining anything: their CF
         embeddings are predicted from their audio and their artists' known tracks. Known ids are unchanged."""

@@ -192,14 +192,12 @@ class Bert4Rec(ItemScorer):
 
     def item_rows(self, items: Sequence[str]) -> list[int]:
         """Rows of `items` in order, an item unknown to the model as the unknown-item token (row n_items + 2)."""
-        if self.net is None:
-            raise RuntimeError("bert4rec: fit or load the model first")
+        unknown = self._require_net().unknown
         position = self._positions()
-        return [position.get(i, self.net.unknown) for i in items]
+        return [position.get(i, unknown) for i in items]
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        if self.net is None:
-            raise RuntimeError("bert4rec: fit or load the model first")
+        self._require_net()
         keep = self.max_len - 1
         tokens = left_pad([list(r)[-keep:] + [self.net.mask] if keep else [self.net.mask] for r in rows],
                           self.net.pad)

@@ -130,11 +130,6 @@ class Contrastive(ItemScorer):
                                  LoopSettings(self.max_epochs, self.patience, "items"))
         return self
 
-    def _require_net(self) -> ContrastiveNet:
-        if self.net is None:
-            raise RuntimeError("contrastive: fit or load the model first")
-        return self.net
-
     @torch.no_grad()
     def embed_audio(self, audio: np.ndarray) -> np.ndarray:
         """Audio vectors (n, d_audio) of any tracks → unit vectors (n, dim) in the shared space."""

@@ -101,11 +101,6 @@ class Hybrid(ItemScorer):
                                  LoopSettings(self.max_epochs, self.patience, "users"))
         return self
 
-    def _require_net(self) -> HybridNet:
-        if self.net is None:
-            raise RuntimeError("hybrid: fit or load the model first")
-        return self.net
-
     def add_items(self, items: ItemVectors) -> None:
         """Make new tracks rankable from their audio (cold start); ids already known are left unchanged."""
         self.append_item_vectors(self._require_net(), "audio", items)

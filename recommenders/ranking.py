@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +32,13 @@ class ItemScorer(Recommender):
         may map an unknown id to a row ≥ len(item_ids) of its own (an input token, never a scored item)."""
         position = self._positions()
         return [position[i] for i in items if i in position]
+
+    def _require_net(self) -> Any:
+        """The fitted network `self.net` of a torch-trained model; RuntimeError before fit or load."""
+        net = getattr(self, "net", None)
+        if net is None:
+            raise RuntimeError(f"{self.name}: fit or load the model first")
+        return net
 
     def append_item_vectors(self, module: nn.Module, buffer: str, items: ItemVectors) -> list[str]:
         """Cold start without retraining: append the vectors of the `items` this model does not know to the

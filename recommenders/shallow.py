@@ -103,13 +103,10 @@ class Shallow(ItemScorer):
     def add_items(self, items: ItemVectors) -> None:
         """Make new tracks rankable from their audio vectors (cold start: the shared head maps them like any
         item); ids already known are left unchanged."""
-        if self.net is None:
-            raise RuntimeError("shallow: fit or load the model first")
-        self.append_item_vectors(self.net, "items", items)
+        self.append_item_vectors(self._require_net(), "items", items)
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        if self.net is None:
-            raise RuntimeError("shallow: fit or load the model first")
+        self._require_net()
         known = {u: i for i, u in enumerate(self.user_ids)}
         dim = self.net.items.shape[1]
         vectors = torch.stack([
