@@ -19,11 +19,15 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import histories_from, register_recommender
+from recommenders.ease import cf_item_factors
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport, LoopSettings, Validation, align_items, load_checkpoint, most_played_items, pick_device,
     save_checkpoint, seed_everything, train_loop, validation_metric,
 )
+
+
+CF_INIT_NORM = 1.0  # root-mean-square row norm of a CF-initialised item table (item_init="cf")
 
 
 class Bert4RecNet(nn.Module):
@@ -114,12 +118,15 @@ class Bert4Rec(ItemScorer):
                  proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
                  mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
                  max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
-                 max_items: int | None = None, device: str | None = None) -> None:
+                 max_items: int | None = None, item_init: str = "random", device: str | None = None) -> None:
+        if item_init not in ("random", "cf"):
+            raise ValueError(f"bert4rec: item_init must be 'random' or 'cf', got {item_init!r}")
         self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
         self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
         self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
         self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
         self.max_items = max_items  # learned items only: the most played; rarer plays become the unknown token
+        self.item_init = item_init  # learned items only: "cf" starts the table from the training plays' CF factors
         self.device = pick_device(device)
         self.item_ids: list[str] = []
         self.net: Bert4RecNet | None = None
@@ -127,7 +134,8 @@ class Bert4Rec(ItemScorer):
 
     def _config(self) -> dict:
         keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
-                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items")
+                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items",
+                "item_init")
         return {key: getattr(self, key) for key in keys}
 
     def _hidden_for(self, item_dim: int | None) -> int:
@@ -153,6 +161,8 @@ class Bert4Rec(ItemScorer):
             train, vectors = align_items(train, items, self.name)
             self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
         self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
+        if frozen is None and self.item_init == "cf":
+            self._init_items_from_cf(train)
         histories = histories_from(train)
         sequences = [self.item_rows(histories[user])[-self.max_len:] for user in sorted(histories)]
         sequences = [s for s in sequences if min(s) < self.net.pad]  # at least one item that can be a target
@@ -189,6 +199,15 @@ class Bert4Rec(ItemScorer):
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
                                  LoopSettings(self.max_epochs, self.patience, "sequences"))
         return self
+
+    def _init_items_from_cf(self, train: pl.DataFrame) -> None:
+        """Start the learned item table from the rank-`hidden` CF factors of the training plays
+        (`ease.cf_item_factors`), rows scaled to root-mean-square norm `CF_INIT_NORM`."""
+        hidden = self.net.item_table.shape[1]
+        factors = cf_item_factors(train, hidden, self.seed).subset(self.item_ids).matrix
+        rms = float(np.sqrt((factors ** 2).sum(1).mean())) or 1.0
+        with torch.no_grad():
+            self.net.item_table.copy_(torch.from_numpy(factors * (CF_INIT_NORM / rms)).float())
 
     def item_rows(self, items: Sequence[str]) -> list[int]:
         """Rows of `items` in order, an item unknown to the model as the unknown-item token (row n_items + 2)."""
