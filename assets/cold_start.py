@@ -18,7 +18,7 @@ COLD_K = 20
 def build_cold_start_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
     content = [b for b in backbones if b != "random"]
 
-    @dg.asset(group_name="cold_start", code_version="2", automation_condition=RERUN_WHEN_STALE,
+    @dg.asset(group_name="cold_start", code_version="3", automation_condition=RERUN_WHEN_STALE,
               deps=[f"embeddings_{b}" for b in content], **placement(gpu=True))
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per-user Recall/NDCG/HitRate@20,50 of knn, shallow, contrastive, hybrid and acarec per backbone, on

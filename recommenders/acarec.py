@@ -1,9 +1,13 @@
 """ACARec: artist-catalog attention for new tracks (semi-cold start), with a content fallback (cold start).
 
 CF space. The training plays give every known track a CF embedding: the rank-`cf_dim` linear-autoencoder
-factors of `recommenders.ease.cf_item_factors`, divided by their root-mean-square row norm (a global scale,
-so that the regression losses are O(1); rankings do not change). A user's CF profile is the mean CF embedding
-of the known tracks of their history; score(user, track) = profile · CF embedding of the track.
+factors of `recommenders.ease.cf_item_factors` with singular values to the power `cf_power` (default 1/2,
+V S^½: with power 1 the popularity-driven leading components dominate every dot product and an artist's
+listeners count for little; demo catalog, MusiCNN, validation users, new tracks ranked together: semi-cold
+NDCG@20 .621 → .706, cold .117 → .097; power 1/4 and 0 gave .707 and .689), divided by their root-mean-square
+row norm (a global scale, so that the regression losses are O(1); rankings do not change). A user's CF
+profile is the mean CF embedding of the known tracks of their history; score(user, track) = profile · CF
+embedding of the track.
 
 New tracks. A new track t of artist a gets a predicted CF embedding from its audio vector x_t:
 - semi-cold (a has known tracks K_a): attention over the artist's catalog,
@@ -139,7 +143,9 @@ class AcaRec(ItemScorer):
 
     def __init__(self, track_artists: Mapping[str, str] | None = None, cf_dim: int = 64, hidden: int = 128,
                  attn_dim: int = 32, lr: float = 3e-3, batch_size: int = 32, max_epochs: int = 100,
-                 patience: int = 10, eval_k: int = 20, seed: int = 0, device: str | None = None) -> None:
+                 patience: int = 10, eval_k: int = 20, seed: int = 0, cf_power: float = 0.5,
+                 device: str | None = None) -> None:
+        self.cf_power = cf_power  # singular-value power of the CF factors (ease.cf_item_factors)
         self.track_artists: dict[str, str] = dict(track_artists or {})
         self.cf_dim, self.hidden, self.attn_dim, self.lr = cf_dim, hidden, attn_dim, lr
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
@@ -150,7 +156,8 @@ class AcaRec(ItemScorer):
         self.report = FitReport()
 
     def _config(self) -> dict:
-        keys = ("cf_dim", "hidden", "attn_dim", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed")
+        keys = ("cf_dim", "hidden", "attn_dim", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed",
+                "cf_power")
         return {key: getattr(self, key) for key in keys}
 
     def _check_artists(self, ids: Sequence[str]) -> None:
@@ -166,7 +173,7 @@ class AcaRec(ItemScorer):
         if items is not None:
             self._check_artists(items.ids)
         train, known = align_items(train, items, self.name)
-        factors = cf_item_factors(train, self.cf_dim, self.seed)
+        factors = cf_item_factors(train, self.cf_dim, self.seed, self.cf_power)
         if factors.ids != known.ids:
             raise AssertionError("acarec: CF factors and audio vectors cover different tracks")
         cf = torch.from_numpy(factors.matrix).float()

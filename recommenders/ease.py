@@ -37,13 +37,15 @@ def interaction_matrix(train: pl.DataFrame, item_ids: Sequence[str]) -> tuple[li
     return users, matrix
 
 
-def cf_item_factors(train: pl.DataFrame, dim: int, seed: int = 0) -> ItemVectors:
+def cf_item_factors(train: pl.DataFrame, dim: int, seed: int = 0, singular_power: float = 1.0) -> ItemVectors:
     """Rank-`dim` CF item factors of the training plays (shape (n_items, dim), items sorted by id).
 
-    With X = U S Vᵀ the truncated SVD of the binary users × items matrix, the factors are A = V S / s₁: the
-    optimal rank-`dim` linear autoencoder x ↦ x V Vᵀ spans the same space (PureSVD / ELSA without the
-    diagonal constraint), and A Aᵀ ∝ the rank-`dim` approximation of the co-play matrix XᵀX, scaled to ≤ 1.
-    Columns beyond the matrix rank are zero.
+    With X = U S Vᵀ the truncated SVD of the binary users × items matrix, the factors are
+    A = V (S / s₁)^`singular_power`: the optimal rank-`dim` linear autoencoder x ↦ x V Vᵀ spans the same space
+    (PureSVD / ELSA without the diagonal constraint). With power 1, A Aᵀ ∝ the rank-`dim` approximation of
+    the co-play matrix XᵀX (scaled to ≤ 1), whose leading, popularity-driven components dominate dot products;
+    power 1/2 is the symmetric split of S between users and items (A Aᵀ ∝ V S Vᵀ), which weighs the finer
+    components (an artist's listeners) more. Columns beyond the matrix rank are zero.
     """
     if dim <= 0:
         raise ValueError(f"dim must be positive, got {dim}")
@@ -59,7 +61,7 @@ def cf_item_factors(train: pl.DataFrame, dim: int, seed: int = 0) -> ItemVectors
         order = np.argsort(-s)
         s, vt = s[order], vt[order]
     signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])  # fix each vector's sign
-    factors = (vt * signs[:, None]).T * (s / max(s[0], 1e-12))
+    factors = (vt * signs[:, None]).T * (s / max(s[0], 1e-12)) ** singular_power
     padded = np.zeros((len(item_ids), dim), np.float32)
     padded[:, : factors.shape[1]] = factors
     return ItemVectors(item_ids, padded)
