@@ -6,6 +6,8 @@ it when the dimension is large (> `max_hidden`) or not divisible by the heads; t
 last `max_len` plays; recommendation appends a mask token to the user's last `max_len − 1` plays. A play of a
 track outside the model's items (a learned table cut to `max_items`, a track without a vector) stays in the
 sequence as one shared unknown-item token: it keeps its place in the context but is never a target.
+A learned table starts at random (BERT's init) or, with `item_init="cf"`, from the rank-`hidden` SVD factors
+of the training plays: on sparse real plays (Music4All-Onion, README) only the latter beats popularity.
 """
 from __future__ import annotations
 

@@ -132,6 +132,22 @@ def test_bert4rec_learns_with_learned_items(data):
     assert recall_at_10(model, train, test) > 0.4
 
 
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_cf_item_factors_are_svd_factors_with_singular_values_to_a_power(data, power):
+    """A = V (S/s₁)^power: orthogonal columns of norm (s_k/s₁)^power; with power 1, A Aᵀ = the rank-k
+    co-play approximation V S² Vᵀ scaled by 1/s₁² (checked against numpy's SVD of the play matrix)."""
+    train = data[0]
+    factors = ease.cf_item_factors(train, 8, singular_power=power)
+    _, x = ease.interaction_matrix(train, factors.ids)
+    _, s, vt = np.linalg.svd(x.toarray().astype(np.float64), full_matrices=False)
+    a = factors.matrix.astype(np.float64)
+    gram = a.T @ a
+    np.testing.assert_allclose(np.diag(gram), (s[:8] / s[0]) ** (2 * power), rtol=1e-4)
+    np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-5)
+    if power == 1.0:
+        np.testing.assert_allclose(a @ a.T, (vt[:8].T * s[:8] ** 2) @ vt[:8] / s[0] ** 2, atol=1e-5)
+
+
 def test_bert4rec_cf_initialised_table_starts_from_co_plays_and_learns_faster(data):
     """item_init="cf": the learned table starts as the training plays' CF factors (RMS row norm 1), in which
     tracks of one taste cluster lie together, so two epochs reach a recall that random init does not."""
