@@ -32,18 +32,20 @@ def build_cold_start_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
     return cold_start_per_user
 
 
-@dg.asset(group_name="cold_start", code_version="1", automation_condition=RERUN_WHEN_STALE)
+@dg.asset(group_name="cold_start", code_version="2", automation_condition=RERUN_WHEN_STALE)
 def cold_start_table(cold_start_per_user: pl.DataFrame) -> pl.DataFrame:
-    """Mean [95% CI] per (scenario, backbone, recommender, metric) at k=20 over all relevant pairs, with the
-    paired Wilcoxon p-value of each system against acarec on the same users (`p_vs_acarec`)."""
-    scored = cold_start_per_user.filter((pl.col("novelty") == "all") & (pl.col("k") == COLD_K))
+    """Mean [95% CI] per (scenario, novelty, backbone, recommender, metric) at k=20, the `metrics` contract
+    columns plus `novelty` ("all" relevant pairs, "discovery", "exploit"), with the paired Wilcoxon p-value of
+    each system against acarec on the same users and pairs (`p_vs_acarec`, null for acarec itself)."""
+    scored = cold_start_per_user.filter(pl.col("k") == COLD_K)
     rows = []
-    for (scenario, backbone), group in scored.group_by(["scenario", "backbone"], maintain_order=True):
+    for (scenario, novelty, backbone), group in scored.group_by(["scenario", "novelty", "backbone"],
+                                                                maintain_order=True):
         reference = group.filter(pl.col("recommender") == REFERENCE).select("user_id", "metric", "k", "value")
         for (recommender,), system in group.group_by(["recommender"], maintain_order=True):
             per_user = system.select("user_id", "metric", "k", "value")
             summary = summarize(per_user, scenario=scenario, backbone=backbone, recommender=recommender,
-                                experiment="cold_start", dataset="demo")
+                                experiment="cold_start", dataset="demo").with_columns(pl.lit(novelty).alias("novelty"))
             if recommender != REFERENCE:
                 p = compare_systems(per_user, reference).select("metric", "k", pl.col("p_value").alias("p_vs_acarec"))
                 summary = summary.join(p, on=["metric", "k"], how="left")

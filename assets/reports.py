@@ -8,7 +8,10 @@ from assets.cold_start import COLD_K
 from assets.experiment import BASELINE_BACKBONE, HEADLINE_K
 from catalog.io import atomic_path
 from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
-from evaluation.report import artist_similarity_markdown, cold_start_markdown, html_report, markdown_plot_links, markdown_report, metrics_table, significance_table, tags_markdown
+from evaluation.report import (
+    artist_similarity_section, cold_start_sections, html_report, markdown_plot_links, markdown_report, metrics_table,
+    significance_table, tags_section,
+)
 from pipelines.resources import StorageResource
 
 
@@ -46,24 +49,27 @@ def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
         raise ValueError(f"unknown report sections {unknown}; known: {sorted(section_inputs)}")
     ins = {section_inputs[s]: dg.AssetIn(section_inputs[s]) for s in sections}
 
-    @dg.asset(group_name="reports", code_version="5", automation_condition=RERUN_WHEN_STALE, ins=ins)
+    @dg.asset(group_name="reports", code_version="6", automation_condition=RERUN_WHEN_STALE, ins=ins)
     def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource,
                **studies: pl.DataFrame) -> dg.MaterializeResult:
-        """The Markdown report at storage/reports/report.md, its HTML twin report.html and the PNG figures
-        beside them (hot: heatmap and bars with CIs; cold start: Recall bars with CIs per scenario; artist
-        similarity: NDCG@200 by layers)."""
-        text = markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE) + "\n"
+        """The Markdown report at storage/reports/report.md, its HTML twin report.html (the same tables) and the
+        PNG figures beside them. Tables: hot start; cold start over all pairs and split into discovery /
+        exploit; artist similarity; tags. Figures: hot heatmap and bars with CIs, cold-start Recall bars with
+        CIs per scenario, artist-similarity NDCG@200 by layers."""
+        study_sections = []
         if "cold_start_table" in studies:
-            text += cold_start_markdown(studies["cold_start_table"]) + "\n"
+            study_sections += cold_start_sections(studies["cold_start_table"], COLD_K)
         if "artist_similarity_demo" in studies:
-            text += artist_similarity_markdown(studies["artist_similarity_demo"]) + "\n"
+            study_sections.append(artist_similarity_section(studies["artist_similarity_demo"]))
         if "tags_summary" in studies:
-            text += tags_markdown(studies["tags_summary"])
+            study_sections.append(tags_section(studies["tags_summary"]))
+        text = "\n".join([markdown_report(metrics, significance, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE)]
+                         + [section.markdown() for section in study_sections])
         path = storage.path("reports", "report.md")
         path.parent.mkdir(parents=True, exist_ok=True)
         figures = report_figures(metrics, path.parent, HEADLINE_K)
         if "cold_start_table" in studies:
-            cold = studies["cold_start_table"]
+            cold = studies["cold_start_table"].filter(pl.col("novelty") == "all")
             for scenario in cold["scenario"].unique(maintain_order=True).to_list():
                 figures[f"{scenario}: Recall@{COLD_K} per system, 95% CI"] = bar_with_ci(
                     cold, "recall", COLD_K, scenario, path.parent / f"bars_{scenario}_recall_at{COLD_K}.png")
@@ -74,8 +80,8 @@ def build_report_asset(sections: tuple[str, ...]) -> dg.AssetsDefinition:
             tmp.write_text(text + "\n" + markdown_plot_links(figures, relative_to=path.parent))
         html_path = path.with_suffix(".html")
         with atomic_path(html_path) as tmp:
-            tmp.write_text(html_report(metrics, significance, figures, k=HEADLINE_K,
-                                       baseline_backbone=BASELINE_BACKBONE, relative_to=path.parent))
+            tmp.write_text(html_report(metrics, significance, figures, k=HEADLINE_K, baseline_backbone=BASELINE_BACKBONE,
+                                       relative_to=path.parent, sections=study_sections))
         return dg.MaterializeResult(metadata={"path": str(path), "html": str(html_path),
                                               "figures": dg.MetadataValue.json({c: str(f) for c, f in figures.items()}),
                                               "preview": dg.MetadataValue.md(text)})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,22 +74,16 @@ def markdown_report(
     lines = [f"# {title}", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
              f"Mean over test users with 95% t-intervals; marks: Wilcoxon signed-rank test against the same "
              f"recommender on `{baseline_backbone}` embeddings (* p<.05, ** p<.01, *** p<.001, n.s. otherwise).", ""]
-    names = {"hit_rate": "HitRate", "recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "mrr": "MRR", "map": "MAP"}
     for scenario in metrics["scenario"].unique(maintain_order=True).to_list():
         at_k = metrics.filter((pl.col("scenario") == scenario) & (pl.col("k") == k))
         lines += [f"## Scenario: {scenario} (k = {k})", "",
-                  "| recommender | backbone | " + " | ".join(f"{names[m]}@{k}" for m in shown) + " | users |",
+                  "| recommender | backbone | " + " | ".join(f"{METRIC_NAMES.get(m, m)}@{k}" for m in shown) + " | users |",
                   "|---|---|" + "---|" * len(shown) + "---|"]
         for (recommender, backbone), group in at_k.group_by(["recommender", "backbone"], maintain_order=True):
             cells = []
             for metric in shown:
                 row = group.filter(pl.col("metric") == metric).row(0, named=True)
-                p = None
-                if significance.height and "p_value" in significance.columns:
-                    match = significance.filter(
-                        (pl.col("scenario") == scenario) & (pl.col("recommender") == recommender)
-                        & (pl.col("backbone") == backbone) & (pl.col("metric") == metric) & (pl.col("k") == k))
-                    p = match["p_value"][0] if match.height else None
+                p = _p_value(significance, scenario, recommender, backbone, metric, k)
                 cells.append(_cell(row) + _stars(p))
             lines.append(f"| {recommender} | {backbone} | " + " | ".join(cells) + f" | {group['n'][0]} |")
         lines.append("")
@@ -152,9 +148,10 @@ def html_report(
     title: str = "musicrec report",
     baseline_backbone: str = "random",
     relative_to: str | Path | None = None,
+    sections: Sequence["Section"] = (),
 ) -> str:
     """A self-contained HTML page: the tables of `markdown_report` (mean, 95% CI, paired-test marks against the
-    `baseline_backbone` twin), the figures in `plots` (caption -> PNG path; absolute paths are made relative to
+    `baseline_backbone` twin), the study `sections` (cold start, artist similarity, tags), the figures in `plots` (caption -> PNG path; absolute paths are made relative to
     `relative_to`, the folder the page is written to, so the page and its PNGs move together), and the published
     reference numbers, labelled as Music4All-Onion numbers that are not comparable in absolute value."""
     e = html.escape
@@ -181,6 +178,7 @@ def html_report(
             out.append(f'<tr><td class="name">{e(recommender)}</td><td class="name">{e(backbone)}</td>'
                        + "".join(cells) + f"<td>{group['n'][0]}</td></tr>")
         out.append("</table>")
+    out += [section.html() for section in sections]
     if plots:
         out.append("<h2>Figures</h2>")
         for caption, path in plots.items():
@@ -214,47 +212,93 @@ def markdown_plot_links(plots: dict[str, Path], relative_to: str | Path | None =
     return "\n".join(lines)
 
 
-def artist_similarity_markdown(results: pl.DataFrame) -> str:
-    """A Markdown section from the demo artist-similarity sweep (columns features, layers, ndcg200,
-    ndcg200_published, best_epoch): test NDCG@200 per node-feature source and number of SAGE layers."""
-    lines = ["## Artist similarity (demo artist graph, test NDCG@200)", "",
-             "Standard IDCG; in brackets the published code's IDCG with one extra term (OLGA protocol). The demo "
-             "graph has few artists, so this is a smoke test; `make olga` runs the real OLGA sweep.", "",
-             "| features | " + " | ".join(f"{n} layers" for n in sorted(results["layers"].unique())) + " |",
-             "|---|" + "---|" * results["layers"].n_unique()]
-    for (features,), group in results.sort("layers").group_by(["features"], maintain_order=True):
-        cells = [f"{r['ndcg200']:.3f} ({r['ndcg200_published']:.3f})" for r in group.iter_rows(named=True)]
-        lines.append(f"| {features} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+Cell = str | tuple[dict, float | None]  # plain text, or (metrics row, p-value for the marks)
 
 
-def cold_start_markdown(table: pl.DataFrame, k: int = 20) -> str:
-    """A Markdown section from the cold-start table (metrics rows + p_vs_acarec): Recall and NDCG at `k` with
-    95% CIs per scenario, backbone and recommender; marks are Wilcoxon tests against acarec."""
-    lines = [f"## Cold start (new tracks; k = {k})", "",
-             "semi_cold: new tracks of artists with training tracks; cold: tracks of withheld (new) artists. "
-             "Every system ranks all new tracks together; each scenario is judged on its own plays. "
-             "Marks: paired Wilcoxon test of the system against acarec on the same users.", "",
-             f"| scenario | backbone | recommender | Recall@{k} | NDCG@{k} | users |", "|---|---|---|---|---|---|"]
+@dataclass(frozen=True)
+class Section:
+    """One titled table of the report (a study's results), rendered alike to Markdown and HTML. A cell is
+    text, or a `metrics` row with the p-value of its paired test, shown as mean [95% CI] and marks."""
+
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[Cell]]
+
+    def markdown(self) -> str:
+        lines = [f"## {self.title}", "", self.note, "", "| " + " | ".join(self.header) + " |",
+                 "|" + "---|" * len(self.header)]
+        for row in self.rows:
+            lines.append("| " + " | ".join(c if isinstance(c, str) else _cell(c[0]) + _stars(c[1]) for c in row) + " |")
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        e = html.escape
+        out = [f"<h2>{e(self.title)}</h2>", f'<p class="note">{e(self.note)}</p>', "<table>",
+               "<tr>" + "".join(f"<th>{e(h)}</th>" for h in self.header) + "</tr>"]
+        for row in self.rows:
+            out.append("<tr>" + "".join(f'<td class="name">{e(c)}</td>' if isinstance(c, str) else _html_cell(*c)
+                                        for c in row) + "</tr>")
+        return "\n".join(out + ["</table>"])
+
+
+def artist_similarity_section(results: pl.DataFrame) -> Section:
+    """The demo artist-similarity sweep (columns features, layers, ndcg200, ndcg200_published, best_epoch):
+    test NDCG@200 per node-feature source and number of SAGE layers."""
+    layers = sorted(results["layers"].unique())
+    rows = [[features] + [f"{r['ndcg200']:.3f} ({r['ndcg200_published']:.3f})" for r in group.iter_rows(named=True)]
+            for (features,), group in results.sort("layers").group_by(["features"], maintain_order=True)]
+    return Section("Artist similarity (demo artist graph, test NDCG@200)",
+                   "Standard IDCG; in brackets the published code's IDCG with one extra term (OLGA protocol). The "
+                   "demo graph has few artists, so this is a smoke test; `make olga` runs the real OLGA sweep.",
+                   ["features"] + [f"{n} layers" for n in layers], rows)
+
+
+def cold_start_sections(table: pl.DataFrame, k: int = 20) -> list[Section]:
+    """From the cold-start table (metrics rows + novelty + p_vs_acarec): Recall and NDCG at `k` with 95% CIs
+    per scenario, backbone and recommender over all relevant pairs, then the same for discovery pairs (the
+    user never played the artist) and exploit pairs; marks are Wilcoxon tests against acarec."""
     at_k = table.filter(pl.col("k") == k).sort(["scenario", "backbone", "recommender"], descending=[True, False, False])
-    for (scenario, backbone, recommender), group in at_k.group_by(["scenario", "backbone", "recommender"],
-                                                                  maintain_order=True):
-        cells = []
-        for metric in ("recall", "ndcg"):
-            row = group.filter(pl.col("metric") == metric).row(0, named=True)
-            cells.append(_cell(row) + _stars(row["p_vs_acarec"]))
-        lines.append(f"| {scenario} | {backbone} | {recommender} | " + " | ".join(cells) + f" | {group['n'][0]} |")
-    return "\n".join(lines) + "\n"
+
+    systems = ["scenario", "backbone", "recommender"]
+
+    def cells(novelty: str, key: tuple) -> list[Cell]:
+        """Recall and NDCG cells (with marks) and the user count of one system on one novelty's pairs."""
+        group = at_k.filter((pl.col("novelty") == novelty) & _is(systems, key))
+        if group.is_empty():
+            return ["–", "–", "0"]
+        chosen = [group.filter(pl.col("metric") == m).row(0, named=True) for m in ("recall", "ndcg")]
+        return [(row, row["p_vs_acarec"]) for row in chosen] + [str(group["n"][0])]
+
+    keys = list(at_k.filter(pl.col("novelty") == "all").select(systems).unique(maintain_order=True).iter_rows())
+    main = [list(key) + cells("all", key) for key in keys]
+    split = [list(key) + cells("discovery", key) + cells("exploit", key) for key in keys]
+    return [
+        Section(f"Cold start (new tracks; k = {k})",
+                "semi_cold: new tracks of artists with training tracks; cold: tracks of withheld (new) artists. "
+                "Every system ranks all new tracks together; each scenario is judged on its own plays. Marks: "
+                "paired Wilcoxon test of the system against acarec on the same users.",
+                ["scenario", "backbone", "recommender", f"Recall@{k}", f"NDCG@{k}", "users"], main),
+        Section(f"Cold start: discovery and exploit (k = {k})",
+                "The same rankings judged on discovery pairs (the user had never played the track's artist) and "
+                "on exploit pairs (the user had); a cold track's artist is new, so its pairs are all discovery.",
+                ["scenario", "backbone", "recommender", f"discovery Recall@{k}", f"discovery NDCG@{k}", "users",
+                 f"exploit Recall@{k}", f"exploit NDCG@{k}", "users"], split),
+    ]
 
 
-def tags_markdown(summary: pl.DataFrame) -> str:
-    """A Markdown section from the tags summary (backbone, label, tracks, top_tags, top_probabilities): the
-    most probable predicted tags per label, a check that the tagger hears the instrumentation."""
-    lines = ["## What the tagging backbones hear", "",
-             "Mean tag probabilities over the tracks of each label (a track's first catalog tag: the demo's "
-             "instrumentation); the three most probable tags.", "",
-             "| backbone | label | tracks | top tags (mean probability) |", "|---|---|---|---|"]
-    for row in summary.iter_rows(named=True):
-        tags = ", ".join(f"{t} ({p:.2f})" for t, p in zip(row["top_tags"], row["top_probabilities"]))
-        lines.append(f"| {row['backbone']} | {row['label']} | {row['tracks']} | {tags} |")
-    return "\n".join(lines) + "\n"
+def _is(columns: list[str], values: tuple) -> pl.Expr:
+    """Row filter: every column of `columns` equals its value in `values`."""
+    return pl.all_horizontal([pl.col(c) == v for c, v in zip(columns, values)])
+
+
+def tags_section(summary: pl.DataFrame) -> Section:
+    """The tags summary (backbone, label, tracks, top_tags, top_probabilities): the most probable predicted
+    tags per label, a check that the tagger hears the instrumentation."""
+    rows = [[row["backbone"], row["label"], str(row["tracks"]),
+             ", ".join(f"{t} ({p:.2f})" for t, p in zip(row["top_tags"], row["top_probabilities"]))]
+            for row in summary.iter_rows(named=True)]
+    return Section("What the tagging backbones hear",
+                   "Mean tag probabilities over the tracks of each label (a track's first catalog tag: the demo's "
+                   "instrumentation); the three most probable tags.",
+                   ["backbone", "label", "tracks", "top tags (mean probability)"], rows)

@@ -60,6 +60,11 @@ def test_report_headlines_knn_on_both_baseline_backbones(pipeline):
     for backbone in ("random", "handcrafted"):
         assert f"| knn | {backbone} |" in report
     assert "## What the tagging backbones hear" in report and "| musicnn_mtt |" in report
+    assert "## Cold start (new tracks; k = 20)" in report and "## Cold start: discovery and exploit" in report
+    page = (root / "reports" / "report.html").read_text()
+    for title in ("Cold start (new tracks; k = 20)", "Cold start: discovery and exploit (k = 20)",
+                  "What the tagging backbones hear"):
+        assert f"<h2>{title}</h2>" in page  # the HTML report holds the same tables as the Markdown one
     for figure in ("artist_similarity_layers.png", "bars_semi_cold_recall_at20.png", "heatmap_hot_ndcg_at50.png"):
         assert f"]({figure})" in report and (root / "reports" / figure).stat().st_size > 5_000
 

@@ -10,7 +10,8 @@ import pytest
 
 from evaluation.plots import (bar_size, bar_with_ci, figure_pixels, heatmap, heatmap_size, layer_sweep_plot,
                               report_figures)
-from evaluation.report import REFERENCE_NUMBERS, html_report, markdown_plot_links, metrics_table, significance_table
+from evaluation.report import (REFERENCE_NUMBERS, Section, cold_start_sections, html_report, markdown_plot_links,
+                               metrics_table, significance_table)
 
 RECOMMENDERS = ("knn", "shallow")
 BACKBONES = ("random", "handcrafted", "musicnn_mtt")
@@ -97,6 +98,37 @@ def test_html_report_has_every_system_the_figures_and_the_reference_section(tabl
         assert number in page
     assert "[" in page and "]" in page  # CIs shown
     assert "***" in page or "n.s." in page  # significance marks
+
+
+def test_study_section_renders_the_same_cells_and_marks_in_markdown_and_html(tables):
+    row = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+    section = Section("Cold start", "a note", ["system", "Recall@20"], [["acarec", (row, None)], ["knn", (row, 5e-4)]])
+    text = section.markdown()
+    assert text.startswith("## Cold start\n\na note\n\n| system | Recall@20 |\n|---|---|\n")
+    assert "| acarec | 0.500 [0.400, 0.600] |" in text and "| knn | 0.500 [0.400, 0.600]*** |" in text
+    page = html_report(*tables, sections=[section])
+    assert "<h2>Cold start</h2>" in page and page.index("<h2>Cold start</h2>") < page.index('id="reference-numbers"')
+    assert ('<td class="name">knn</td><td>0.500 <span class="ci">[0.400, 0.600]</span> '
+            '<span class="sig" title="p = 0.0005">***</span></td>') in page
+
+
+def test_cold_start_sections_split_discovery_and_exploit():
+    """One row per system in both tables; a scenario without exploit pairs (cold) shows dashes there."""
+    def row(scenario, novelty, recommender, metric, value, p):
+        return {"experiment": "cold_start", "dataset": "demo", "backbone": "handcrafted", "recommender": recommender,
+                "scenario": scenario, "metric": metric, "k": 20, "value": value, "ci_low": value - 0.1,
+                "ci_high": value + 0.1, "n": 10 if novelty == "exploit" else 5, "novelty": novelty, "p_vs_acarec": p}
+    rows = [row(s, nov, r, m, v, None if r == "acarec" else 0.02)
+            for s, novelties in (("semi_cold", ("all", "discovery", "exploit")), ("cold", ("all", "discovery")))
+            for nov in novelties for r, v in (("acarec", 0.8), ("knn", 0.3)) for m in ("recall", "ndcg")]
+    main, split = cold_start_sections(pl.DataFrame(rows), k=20)
+    assert [r[:3] for r in main.rows] == [["semi_cold", "handcrafted", "acarec"], ["semi_cold", "handcrafted", "knn"],
+                                          ["cold", "handcrafted", "acarec"], ["cold", "handcrafted", "knn"]]
+    assert split.header[3:] == ["discovery Recall@20", "discovery NDCG@20", "users", "exploit Recall@20",
+                                "exploit NDCG@20", "users"]
+    text = split.markdown()
+    assert "| semi_cold | handcrafted | knn | 0.300 [0.200, 0.400]* | 0.300 [0.200, 0.400]* | 5 | 0.300" in text
+    assert "| cold | handcrafted | acarec | 0.800 [0.700, 0.900] | 0.800 [0.700, 0.900] | 5 | – | – | 0 |" in text
 
 
 def test_markdown_plot_links_are_relative(tables, tmp_path):
