@@ -13,30 +13,9 @@ import platform
 import resource
 import sys
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def synthetic(users: int, items: int, dim: int, plays: int, seed: int = 0):
-    """(interactions, ItemVectors): each user plays `plays` distinct random items, one minute apart."""
-    import numpy as np
-    import polars as pl
-
-    from catalog.io import ItemVectors
-
-    rng = np.random.default_rng(seed)
-    item_ids = [f"t{i:05d}" for i in range(items)]
-    chosen = np.argsort(rng.random((users, items)), axis=1)[:, :plays]
-    start = datetime(2019, 2, 1)
-    table = pl.DataFrame({
-        "user_id": np.repeat([f"u{u:05d}" for u in range(users)], plays),
-        "track_id": np.array(item_ids)[chosen.ravel()],
-        "timestamp": [start + timedelta(minutes=int(m)) for m in np.tile(np.arange(plays), users)],
-        "count": np.ones(users * plays, dtype=np.int32),
-    }).with_columns(pl.col("timestamp").cast(pl.Datetime("us")))
-    return table, ItemVectors(item_ids, rng.standard_normal((items, dim)).astype(np.float32))
 
 
 def measure(model_name: str, users: int, items: int, dim: int, plays: int, epochs: int, threads: int) -> dict:
@@ -47,10 +26,11 @@ def measure(model_name: str, users: int, items: int, dim: int, plays: int, epoch
     if threads:
         torch.set_num_threads(threads)
 
+    from catalog.synthetic import random_plays
     from recommenders.bert4rec import Bert4Rec
     from recommenders.shallow import Shallow
 
-    train, vectors = synthetic(users, items, dim, plays)
+    train, vectors = random_plays(users, items, dim, plays)
     model = {"bert4rec": Bert4Rec, "shallow": Shallow}[model_name](max_epochs=epochs)
     started = time.perf_counter()
     model.fit(train, vectors, None)
