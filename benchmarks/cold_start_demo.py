@@ -4,11 +4,12 @@ Split: `evaluation.cold_splits.cold_split` at the 0.2 time quantile, with `--hol
 withheld from training so that the cold scenario has new artists (the demo catalog releases every artist in
 its first batch). Systems per backbone (`evaluation.cold_experiment`): knn (audio cosine), shallow, contrastive
 (audio tower), hybrid (audio-MLP item factors) and acarec; early stopping never sees a test user. New tracks
-are ranked all together (`--pool new`) or per scenario (`--pool scenario`).
+are ranked all together (`--pool new`) or per scenario (`--pool scenario`). Every system is fit once per
+training seed (`--seeds`, default 0,1,2) and each user's metrics are averaged over the fits.
 
 Prints, per scenario and backbone: mean Recall@20 and NDCG@20 with 95% t-intervals over the test users, and
 the paired two-sided Wilcoxon p-value of each baseline against acarec on the same users.
-Usage: python benchmarks/cold_start_demo.py [--catalog DIR --embeddings DIR --backbones a,b --k 20]
+Usage: python benchmarks/cold_start_demo.py [--catalog DIR --embeddings DIR --backbones a,b --k 20 --seeds 0,1,2]
 """
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
 from embedders.runner import read_backbone  # noqa: E402
-from evaluation.cold_eval import evaluate_cold  # noqa: E402
-from evaluation.cold_experiment import REFERENCE, fit_cold_systems  # noqa: E402
+from evaluation.cold_experiment import REFERENCE, run_cold_experiment  # noqa: E402
 from evaluation.cold_splits import cold_split  # noqa: E402
 from evaluation.stats import compare_systems, summarize  # noqa: E402
 
@@ -61,14 +61,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--pool", choices=("new", "scenario"), default="new",
                         help="rank all new tracks together (default) or each scenario's new tracks apart")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="training seeds, comma-separated: each user's metrics are averaged over the seeds' "
+                             "fits before the intervals and paired tests (the split stays seed 0)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     tracks = pl.read_parquet(args.catalog / "tracks.parquet")
     interactions = pl.read_parquet(args.catalog / "interactions.parquet")
-    split = cold_split(interactions, tracks, seed=args.seed, holdout_artists=args.holdout_artists)
+    split = cold_split(interactions, tracks, seed=0, holdout_artists=args.holdout_artists)
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     print(f"cutoff {split.cutoff}; withheld artists {len(split.withheld_artists)}; new tracks: "
           + ", ".join(f"{s} {len(split.candidates(s))}" for s in ("semi_cold", "cold")))
     blocks = []
@@ -83,9 +86,9 @@ def main() -> None:
             print(f"  skip {backbone}: no vector for {missing} of {tracks.height} tracks (still materialising?)")
             continue
         print(f"{backbone}:", flush=True)
-        systems = fit_cold_systems(split, interactions, tracks, items, args.seed)
-        blocks.append(evaluate_cold(systems, split, (args.k,), metrics=("recall", "ndcg"), pool=args.pool)
-                      .with_columns(pl.lit(backbone).alias("backbone")))
+        per_user = run_cold_experiment(split, interactions, tracks, items, (args.k,), seeds, ("recall", "ndcg"),
+                                       args.pool)
+        blocks.append(per_user.with_columns(pl.lit(backbone).alias("backbone")))
     with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200, fmt_str_lengths=40):
         print(table(pl.concat(blocks), args.k))
 

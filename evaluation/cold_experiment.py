@@ -64,9 +64,20 @@ def fit_cold_systems(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.Da
     return fitted
 
 
+def mean_over_runs(runs: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Per-user metrics (`evaluate_cold` columns) averaged over runs of the same systems on the same users:
+    the training seed's share of the variance leaves the comparison, the users' share stays for the tests."""
+    keys = ["recommender", "scenario", "novelty", "user_id", "metric", "k"]
+    return pl.concat(runs).group_by(keys, maintain_order=True).agg(pl.col("value").mean()).select(*keys, "value")
+
+
 def run_cold_experiment(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.DataFrame, items: ItemVectors,
-                        k_list: Sequence[int] = (20, 50), seed: int = 0,
-                        metrics: Sequence[str] = COLD_METRICS) -> pl.DataFrame:
-    """Per-user test metrics (evaluate_cold columns, all new tracks as the pool) of every cold system on one
-    backbone's vectors."""
-    return evaluate_cold(fit_cold_systems(split, interactions, tracks, items, seed), split, k_list, metrics=metrics)
+                        k_list: Sequence[int] = (20, 50), seeds: Sequence[int] = (0,),
+                        metrics: Sequence[str] = COLD_METRICS, pool: str = "new") -> pl.DataFrame:
+    """Per-user test metrics (evaluate_cold columns, `pool` of candidates) of every cold system on one
+    backbone's vectors, each system fit once per training seed and each user's metrics averaged over the fits.
+    (On the demo, one seed's fits move acarec's semi-cold NDCG@20 by up to .06: .715, .689, .652.)"""
+    return mean_over_runs([
+        evaluate_cold(fit_cold_systems(split, interactions, tracks, items, seed), split, k_list, metrics=metrics,
+                      pool=pool)
+        for seed in seeds])

@@ -17,6 +17,7 @@ import torch
 
 from catalog.io import ItemVectors
 from evaluation.cold_eval import evaluate_cold
+from evaluation.cold_experiment import mean_over_runs
 from evaluation.cold_splits import cold_split, relevant_by, withheld_artist_ids
 from recommenders.acarec import AcaRec
 from recommenders.base import RECOMMENDERS, histories_from
@@ -194,3 +195,13 @@ def test_missing_artist_is_a_clear_error(data):
     partial = {t: a for t, a in artists.items() if not t.startswith("c")}
     with pytest.raises(KeyError, match="no artist for 8 track"):
         AcaRec(partial, **FAST).fit(split.train, items)
+
+
+def test_mean_over_runs_averages_each_users_metric_across_seeds():
+    def run(values: list[float]) -> pl.DataFrame:
+        return pl.DataFrame({"recommender": "acarec", "scenario": "cold", "novelty": "all", "user_id": ["u1", "u2"],
+                             "metric": "ndcg", "k": 20, "value": values}, schema_overrides={"k": pl.Int32})
+
+    mean = mean_over_runs([run([0.2, 1.0]), run([0.4, 0.0]), run([0.0, 0.5])]).sort("user_id")
+    assert mean.columns == ["recommender", "scenario", "novelty", "user_id", "metric", "k", "value"]
+    assert mean["value"].to_list() == pytest.approx([0.2, 0.5])
