@@ -28,7 +28,8 @@ content MLP regresses every known track's CF embedding from its audio, squared-e
 known plays) must pick the track out of the batch by m(x) (softmax over profile · m(x_j) / 0.1, cross-entropy).
 The squared errors alone fit the CF space on average; the ranking term fits what a cold track's score is for.
 `rank_weight` 1 was chosen on the validation users (demo, 3 seeds, 2 backbones; mean of semi-cold and cold
-NDCG@20: .399 without it, .405 at 0.3, .408 at 1). The losses are summed. Early stopping (`recommenders.training.train_loop`) on validation NDCG@`eval_k` of the new tracks:
+NDCG@20: .399 without it, .405 at 0.3, .408 at 1). The losses are summed. Early stopping
+(`recommenders.training.train_loop`) on validation NDCG@`eval_k` of the new tracks:
 `validation` = (histories, relevant), ranked among the model's new tracks, relevant restricted to them.
 
 Artists: the constructor takes `track_artists` (track id -> artist id) covering every track of the item
