@@ -151,9 +151,10 @@ def html_report(
     sections: Sequence["Section"] = (),
 ) -> str:
     """A self-contained HTML page: the tables of `markdown_report` (mean, 95% CI, paired-test marks against the
-    `baseline_backbone` twin), the study `sections` (cold start, artist similarity, tags), the figures in `plots` (caption -> PNG path; absolute paths are made relative to
-    `relative_to`, the folder the page is written to, so the page and its PNGs move together), and the published
-    reference numbers, labelled as Music4All-Onion numbers that are not comparable in absolute value."""
+    `baseline_backbone` twin), the study `sections` (cold start, artist similarity, tags), the figures in
+    `plots` (caption -> PNG path; absolute paths are made relative to `relative_to`, the folder the page is
+    written to, so the page and its PNGs move together), and the published reference numbers, labelled as
+    Music4All-Onion numbers that are not comparable in absolute value."""
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",

@@ -50,7 +50,7 @@ from torch import nn
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.contrastive import Tower
-from recommenders.ease import cf_item_factors
+from recommenders.ease import cf_item_factors, interaction_matrix
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
@@ -79,18 +79,14 @@ def artist_catalogs(
 def listeners(train: pl.DataFrame, known_ids: Sequence[str], cf: torch.Tensor
               ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
     """Who played each known track, and every user's CF profile sum: (players, sums, counts) with
-    players[row] = the user indices that played known track `row` (order of `known_ids`), sums (n_users, d_cf)
-    = Σ of the CF rows each user played, counts (n_users,) float = how many known tracks each user played."""
-    row_of = {track: row for row, track in enumerate(known_ids)}
-    pairs = train.select("user_id", "track_id").unique().sort("user_id", "track_id")
-    user_of = {user: index for index, user in enumerate(pairs["user_id"].unique(maintain_order=True).to_list())}
-    users = np.array([user_of[u] for u in pairs["user_id"]], dtype=np.int64)
-    rows = np.array([row_of[t] for t in pairs["track_id"]], dtype=np.int64)
-    sums = torch.zeros(len(user_of), cf.shape[1]).index_add_(0, torch.from_numpy(users), cf[torch.from_numpy(rows)])
-    counts = torch.from_numpy(np.bincount(users, minlength=len(user_of))).float()
-    players: list[list[int]] = [[] for _ in known_ids]
-    for user, row in zip(users.tolist(), rows.tolist()):
-        players[row].append(user)
+    players[row] = the user indices (users sorted) that played known track `row` (order of `known_ids`),
+    sums (n_users, d_cf) = Σ of the CF rows each user played, counts (n_users,) float = how many known tracks
+    each user played. From the binary play matrix X of `ease.interaction_matrix`: sums = X·cf."""
+    _, plays = interaction_matrix(train, known_ids)
+    by_track = plays.tocsc()
+    players = [by_track.indices[start:end].tolist() for start, end in zip(by_track.indptr[:-1], by_track.indptr[1:])]
+    sums = torch.from_numpy(np.asarray(plays @ cf.numpy(), dtype=np.float32))
+    counts = torch.from_numpy(np.asarray(plays.sum(axis=1), dtype=np.float32).ravel())
     return players, sums, counts
 
 
