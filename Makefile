@@ -27,13 +27,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# The demo is an experiment file like any other: experiments/demo.yaml.
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster job execute -m pipelines.definitions -j demo
-	@$(BIN)/python -m pipelines.where_is_report
+	$(BIN)/musicrec run experiments/demo.yaml --print-report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The web UI shows the experiment named by MUSICREC_EXPERIMENT (default: the demo).
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
 
@@ -47,9 +48,9 @@ clean-storage:
 
 # Natural-language search over the demo catalog (after `make demo`): make search Q="calm piano with drums"
 search: $(STAMP)
-	$(BIN)/musicrec search "$(Q)"
+	$(BIN)/musicrec search "$(Q)" --experiment experiments/demo.yaml
 
 # The GraphSAGE layer sweep on the real OLGA graph in ../shared/data/olga (160 full-batch steps per depth;
 # tens of minutes on 2 cores)
 olga: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster job execute -m pipelines.definitions -j olga
+	MUSICREC_EXPERIMENT=experiments/demo.yaml $(BIN)/dagster job execute -m pipelines.definitions -j olga

@@ -7,7 +7,8 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.placement import placement
 from catalog.olga import artist_features_from_tracks, graph_from_tables, load_olga
 from embedders.runner import read_backbone
-from pipelines.resources import REPO_ROOT, StorageResource
+from assets.experiment import REPO_ROOT
+from assets.resources import StorageResource
 from recommenders.artist_gnn import run_layer_sweep
 
 DEMO_LAYERS = (0, 1, 2)
@@ -25,7 +26,7 @@ def build_demo_artist_similarity_asset(backbones: tuple[str, ...]) -> dg.AssetsD
         split (the demo graph is small; its numbers are a smoke test, the OLGA job is the real experiment)."""
         graph = graph_from_tables(artists, artist_edges, val_fraction=0.2, test_fraction=0.2, seed=0)
         for backbone in backbones:
-            if backbone == "random":
+            if backbone == "random":  # the graph's own random node features
                 continue
             features, has_tracks = artist_features_from_tracks(
                 graph.artist_ids, tracks, read_backbone(storage.path("embeddings", backbone)))

@@ -6,7 +6,8 @@ import polars as pl
 
 from catalog.schemas import SchemaError, check_references
 from embedders.runner import read_backbone, read_backbone_failures
-from pipelines.resources import CatalogResource, StorageResource
+from assets.experiment import Experiment
+from assets.resources import StorageResource
 
 MIN_EMBEDDED_FRACTION = 0.95  # at least this share of catalog tracks must have a vector
 
@@ -64,18 +65,24 @@ def build_embedding_check(backbone: str) -> dg.AssetChecksDefinition:
     return check
 
 
-@dg.asset_check(asset="artists", blocking=True,
-                description="artists: unique artist ids; at least one row when the catalog provides artists")
-def artists_are_valid(artists: pl.DataFrame, catalog: CatalogResource) -> dg.AssetCheckResult:
-    # a folder catalog without an `artists` Parquet file legitimately has an empty artists table
-    provided = catalog.source != "folder" or bool(catalog.artists)
-    if artists.is_empty() and provided:
-        return _fail(f"the artists table is empty (catalog source {catalog.source!r}"
-                     + (f", file {catalog.artists})" if catalog.artists else ")"), rows=0)
-    duplicates = artists.filter(pl.col("artist_id").is_duplicated())["artist_id"].unique().sort().to_list()
-    if duplicates:
-        return _fail(f"artists: {len(duplicates)} duplicate artist ids, e.g. {duplicates[:3]}", rows=artists.height)
-    return dg.AssetCheckResult(passed=True, metadata={"rows": artists.height})
+def build_artists_check(experiment: Experiment) -> dg.AssetChecksDefinition:
+    catalog = experiment.catalog
+    # a folder or tables catalog without an `artists` Parquet file legitimately has an empty artists table
+    source = getattr(catalog, "artists", None)
+    provided = catalog.kind in ("demo", "music4all_onion") or source is not None
+
+    @dg.asset_check(asset="artists", blocking=True, name="artists_are_valid",
+                    description="artists: unique artist ids; at least one row when the catalog provides artists")
+    def artists_are_valid(artists: pl.DataFrame) -> dg.AssetCheckResult:
+        if artists.is_empty() and provided:
+            return _fail(f"the artists table is empty (catalog kind {catalog.kind!r}"
+                         + (f", file {source})" if source else ")"), rows=0)
+        duplicates = artists.filter(pl.col("artist_id").is_duplicated())["artist_id"].unique().sort().to_list()
+        if duplicates:
+            return _fail(f"artists: {len(duplicates)} duplicate artist ids, e.g. {duplicates[:3]}", rows=artists.height)
+        return dg.AssetCheckResult(passed=True, metadata={"rows": artists.height})
+
+    return artists_are_valid
 
 
 @dg.asset_check(asset="artist_edges", blocking=True, additional_ins={"artists": dg.AssetIn("artists")},

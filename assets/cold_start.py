@@ -1,57 +1,61 @@
-"""Cold-start assets: the cold split (semi-cold tracks of known artists, cold tracks of new artists), ACARec
-and the content-only baselines per backbone, and their comparison table."""
+"""Cold-start assets: the cold split (semi-cold tracks of known artists, cold tracks of new artists), the
+cold-start systems (every recommender of the experiment that ranks new tracks, and the reference, ACARec by
+default) per content backbone table, and their comparison table."""
 import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.experiment import Experiment
 from assets.placement import placement
+from assets.resources import StorageResource
+from catalog.registry import code_version
 from embedders.runner import read_backbone
-from evaluation.cold_experiment import REFERENCE, run_cold_experiment
+from evaluation.cold_eval import cold_start_summary
 from evaluation.cold_splits import cold_split
-from evaluation.stats import compare_systems, summarize
-from pipelines.resources import StorageResource
+from recommenders.cold_start import run_cold_experiment
 
-HOLDOUT_ARTISTS = 0.2  # the demo releases every artist in its first batch: withhold some so "cold" exists
-COLD_K = 20
-COLD_SEEDS = (0, 1, 2)  # every system is fit once per seed; each user's metrics are averaged over the fits
+COLD_CODE_VERSION = "5"
 
 
-def build_cold_start_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
-    content = [b for b in backbones if b != "random"]
+def content_tables(experiment: Experiment) -> list[str]:
+    """The backbone tables cold start runs on: every table but the twin (random vectors rank new tracks at
+    random)."""
+    return [t for t in experiment.backbones if t != experiment.twin()]
 
-    @dg.asset(group_name="cold_start", code_version="4", automation_condition=RERUN_WHEN_STALE,
-              deps=[f"embeddings_{b}" for b in content], **placement(gpu=True))
+
+def build_cold_start_asset(experiment: Experiment) -> dg.AssetsDefinition:
+    systems = {name: (experiment.recommender_class(name), experiment.recommender_options(name))
+               for name in experiment.cold_systems()}
+    settings = experiment.cold_start
+    versions = ",".join(f"{name}={code_version(cls, options)}" for name, (cls, options) in systems.items())
+    tables = content_tables(experiment)
+    split_arguments = experiment.split.arguments()
+
+    @dg.asset(group_name="cold_start", automation_condition=RERUN_WHEN_STALE,
+              code_version=f"{COLD_CODE_VERSION}:{versions}:{settings.model_dump_json()}:{sorted(split_arguments.items())}",
+              deps=[f"embeddings_{t}" for t in tables],
+              **placement(any(cls.needs_gpu for cls, _ in systems.values())))
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
-        """Per-user Recall/NDCG/HitRate@20,50 of knn, shallow, contrastive, hybrid and acarec per backbone, on
-        semi-cold and cold test tracks (ranked among all new tracks), for all relevant pairs and for discovery /
-        exploit pairs; each user's metrics averaged over fits with the seeds COLD_SEEDS."""
-        split = cold_split(interactions, tracks, seed=0, holdout_artists=HOLDOUT_ARTISTS)
-        blocks = [run_cold_experiment(split, interactions, tracks, read_backbone(storage.path("embeddings", b)),
-                                      seeds=COLD_SEEDS)
-                  .with_columns(pl.lit(b).alias("backbone")) for b in content]
+        """Per-user Recall/NDCG/HitRate@k of the cold-start systems per backbone table, on semi-cold and cold
+        test tracks (ranked among all new tracks), for all relevant pairs and for discovery / exploit pairs;
+        each user's metrics averaged over fits with the experiment's cold-start seeds."""
+        split = cold_split(interactions, tracks, holdout_artists=settings.holdout_artists, **split_arguments)
+        ks = sorted({settings.k, *experiment.metrics.ks})
+        blocks = [run_cold_experiment(split, interactions, tracks, read_backbone(storage.path("embeddings", t)),
+                                      systems, ks, seeds=settings.seeds)
+                  .with_columns(pl.lit(t).alias("backbone")) for t in tables]
         return pl.concat(blocks)
 
     return cold_start_per_user
 
 
-@dg.asset(group_name="cold_start", code_version="2", automation_condition=RERUN_WHEN_STALE)
-def cold_start_table(cold_start_per_user: pl.DataFrame) -> pl.DataFrame:
-    """Mean [95% CI] per (scenario, novelty, backbone, recommender, metric) at k=20, the `metrics` contract
-    columns plus `novelty` ("all" relevant pairs, "discovery", "exploit"), with the paired Wilcoxon p-value of
-    each system against acarec on the same users and pairs (`p_vs_acarec`, null for acarec itself)."""
-    scored = cold_start_per_user.filter(pl.col("k") == COLD_K)
-    rows = []
-    for (scenario, novelty, backbone), group in scored.group_by(["scenario", "novelty", "backbone"],
-                                                                maintain_order=True):
-        reference = group.filter(pl.col("recommender") == REFERENCE).select("user_id", "metric", "k", "value")
-        for (recommender,), system in group.group_by(["recommender"], maintain_order=True):
-            per_user = system.select("user_id", "metric", "k", "value")
-            summary = summarize(per_user, scenario=scenario, backbone=backbone, recommender=recommender,
-                                experiment="cold_start", dataset="demo").with_columns(pl.lit(novelty).alias("novelty"))
-            if recommender != REFERENCE:
-                p = compare_systems(per_user, reference).select("metric", "k", pl.col("p_value").alias("p_vs_acarec"))
-                summary = summary.join(p, on=["metric", "k"], how="left")
-            else:
-                summary = summary.with_columns(pl.lit(None, pl.Float64).alias("p_vs_acarec"))
-            rows.append(summary)
-    return pl.concat(rows)
+def build_cold_start_table_asset(experiment: Experiment) -> dg.AssetsDefinition:
+    reference, k = experiment.cold_start.reference, experiment.cold_start.k
+
+    @dg.asset(group_name="cold_start", code_version=f"3:{reference}:{k}", automation_condition=RERUN_WHEN_STALE)
+    def cold_start_table(cold_start_per_user: pl.DataFrame) -> pl.DataFrame:
+        """Mean [95% CI] per (scenario, novelty, backbone, recommender, metric) at the cold-start cutoff, with
+        the paired Wilcoxon p-value of each system against the reference (`evaluation.cold_eval`)."""
+        return cold_start_summary(cold_start_per_user, reference, k, experiment.name)
+
+    return cold_start_table

@@ -1,39 +1,200 @@
-"""The experiment matrix the asset factories iterate over: which backbones are embedded and which
-recommenders are trained on each. Add a name here (it must be registered in embedders/ or recommenders/)
-and the asset graph grows by a branch; nothing else changes."""
-import os
-from dataclasses import dataclass, field, replace
+"""The experiment file: one YAML file describes a whole experiment (catalog, backbone tables, recommenders,
+baselines, studies, split, metrics, storage), validated with pydantic against the registries.
 
-BASELINE_BACKBONE = "random"  # every system is tested against its twin on this backbone
+    experiment = load_experiment("experiments/demo.yaml")   # ExperimentError listing every problem
+
+Relative paths in the file are relative to the file's folder. A backbone table is `name -> {backbone:
+<registered backbone>, <its options>}` (`backbone` defaults to the table's name), so one backbone can give
+several tables; recommenders and baselines are `name -> {recommender: <registered recommender>, <options>}`
+the same way. Options are checked against the class's `Options` dataclass: an unknown or mistyped option is
+an error naming the key path and what is allowed. The asset factories read only this object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from catalog.registry import Configurable, option_names
+from embedders.base import BACKBONES, Backbone
+from recommenders.base import RECOMMENDERS, Recommender
+
 NO_BACKBONE = "none"  # the backbone label of pure collaborative baselines
-REPORT_KS: tuple[int, ...] = (10, 20, 50)
-HEADLINE_K = 50
-
-# The studies an experiment can run. "hot" is the backbone x recommender matrix and always runs; the others
-# need more of the catalog than audio and listening: cold start needs tracks first played after the time
-# cutoff, artist similarity needs the `artist_edges` table, text search needs tags or captions.
 STUDIES: tuple[str, ...] = ("hot", "cold_start", "artist_similarity", "text_search")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EXPERIMENT = REPO_ROOT / "experiments" / "demo.yaml"
 
 
-@dataclass(frozen=True)
-class Experiment:
-    backbones: tuple[str, ...] = ("random", "handcrafted", "musicnn_mtt")
-    content_recommenders: tuple[str, ...] = ("knn", "shallow", "bert4rec", "contrastive", "hybrid")
-    cf_baselines: tuple[str, ...] = ("popularity", "ease")
-    studies: tuple[str, ...] = STUDIES
-    # constructor options per recommender; the demo caps epochs so `make demo` fits in 15 minutes on 2 cores
-    # (with 12 bert4rec and 15 shallow epochs it took 15 min 14 s once the tags pass joined)
-    options: dict[str, dict] = field(default_factory=lambda: {
-        "bert4rec": {"max_epochs": 10, "patience": 3},
-        "shallow": {"max_epochs": 12, "patience": 3},
-        "contrastive": {"max_epochs": 30, "patience": 3},
-        "hybrid": {"max_epochs": 30, "patience": 3},
-    })
+class ExperimentError(ValueError):
+    """An experiment file that cannot run; `problems` lists every one as "key.path: what is wrong"."""
 
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.studies) - set(STUDIES))
-        if unknown or "hot" not in self.studies:
-            raise ValueError(f"Experiment.studies must include 'hot' and name only {list(STUDIES)}; got {list(self.studies)}")
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """A path relative to the experiment file's folder (the validation context's `base`)."""
+    base = (info.context or {}).get("base")
+    path = path.expanduser()
+    return path if path.is_absolute() or base is None else (Path(base) / path).resolve()
+
+
+FilePath = Annotated[Path, AfterValidator(_resolve)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoCatalog(Strict):
+    """The generated demo catalog: `size` "full" (the demo: 384 tracks) or "tiny" (12 tracks, seconds)."""
+
+    kind: Literal["demo"]
+    size: Literal["full", "tiny"] = "full"
+    seed: int = 0
+
+
+class FolderCatalog(Strict):
+    """A folder of audio files (one sub-folder per catalog batch), an optional metadata CSV, and Parquet files
+    of the other contract tables (interactions is what the recommenders learn from)."""
+
+    kind: Literal["folder"]
+    folder: FilePath
+    metadata_csv: FilePath | None = None
+    interactions: FilePath | None = None
+    artists: FilePath | None = None
+    artist_edges: FilePath | None = None
+    queries: FilePath | None = None
+
+
+class Music4AllOnionCatalog(Strict):
+    """Music4All-Onion: `userid_trackid_timestamp.tsv`, optionally `id_information.csv` (artists) and the
+    folder of `<id>.mp3` files."""
+
+    kind: Literal["music4all_onion"]
+    listening: FilePath
+    information: FilePath | None = None
+    audio: FilePath | None = None
+
+
+class TablesCatalog(Strict):
+    """Contract tables as Parquet files (DESIGN.md "Data contracts"); `audio`: the folder `tracks.audio_path`
+    is relative to (absent: backbones that read audio cannot run)."""
+
+    kind: Literal["tables"]
+    tracks: FilePath
+    interactions: FilePath
+    artists: FilePath | None = None
+    artist_edges: FilePath | None = None
+    queries: FilePath | None = None
+    audio: FilePath | None = None
+
+
+Catalog = Annotated[DemoCatalog | FolderCatalog | Music4AllOnionCatalog | TablesCatalog, Field(discriminator="kind")]
+
+
+class Split(Strict):
+    """The time split. With `test_start` (a date): training is the `train_days` before it (all earlier plays
+    when null), the test period the `test_days` from it (all later plays when null). Without it: the
+    `test_fraction` quantile of timestamps. Test-period users are divided at random (`seed`) into
+    `validation_share` for early stopping and the rest for the reported numbers."""
+
+    test_start: date | None = None
+    train_days: int | None = Field(None, gt=0)
+    test_days: int | None = Field(None, gt=0)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_share: float = Field(0.5, gt=0, lt=1)
+    seed: int = 0
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments of `evaluation.splits.hot_split` and `evaluation.cold_splits.cold_split`."""
+        cutoff = None if self.test_start is None else datetime.combine(self.test_start, time())
+        return {"cutoff": cutoff, "test_fraction": self.test_fraction, "validation_share": self.validation_share,
+                "seed": self.seed, "train_days": self.train_days, "test_days": self.test_days}
+
+
+class Metrics(Strict):
+    """Cutoffs of every metric; the report's headline cutoff; `twin`: the backbone table every system is
+    tested against (paired test on the same users), by default the table of the `random` backbone."""
+
+    ks: tuple[int, ...] = (10, 20, 50)
+    headline_k: int = 50
+    twin: str | None = None
+
+    @model_validator(mode="after")
+    def _headline_in_ks(self) -> "Metrics":
+        if self.headline_k not in self.ks or min(self.ks) < 1:
+            raise ValueError(f"headline_k {self.headline_k} must be one of ks {list(self.ks)}, all positive")
+        return self
+
+
+class ColdStart(Strict):
+    """The cold-start study: every recommender of the experiment that ranks new tracks, compared with
+    `reference` (a registered recommender, options from `recommenders` or `baselines` when listed there),
+    each fit once per seed in `seeds`; `k` is the report's cutoff; `holdout_artists` the fraction of artists
+    withheld from training so that new artists exist."""
+
+    reference: str = "acarec"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    k: int = 20
+    holdout_artists: float = Field(0.2, ge=0, lt=1)
+
+
+class Component(BaseModel):
+    """A backbone table or a recommender: which registered class, and its options (every other key)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BackboneTable(Component):
+    backbone: str | None = None
+
+
+class RecommenderEntry(Component):
+    recommender: str | None = None
+
+
+def _entries(value: Any) -> Any:
+    """`[a, b]` is short for `{a: {}, b: {}}`."""
+    return {name: {} for name in value} if isinstance(value, list) else value
+
+
+class Experiment(Strict):
+    """A validated experiment (module docstring). Use `load_experiment` to read a file."""
+
+    name: str
+    storage: FilePath
+    catalog: Catalog
+    plugins: tuple[str, ...] = ()
+    executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
+    backbones: dict[str, BackboneTable] = Field(default_factory=dict)
+    recommenders: dict[str, RecommenderEntry] = Field(default_factory=dict)
+    baselines: dict[str, RecommenderEntry] = Field(default_factory=dict)
+    studies: tuple[Literal["hot", "cold_start", "artist_similarity", "text_search"], ...] = ("hot",)
+    split: Split = Split()
+    metrics: Metrics = Metrics()
+    cold_start: ColdStart = ColdStart()
+
+    _recommenders_before = field_validator("recommenders", "baselines", mode="before")(_entries)
+
+    @field_validator("studies")
+    @classmethod
+    def _hot_always(cls, studies: tuple[str, ...]) -> tuple[str, ...]:
+        if "hot" not in studies:
+            raise ValueError(f"studies must include 'hot' (the backbone x recommender matrix); got {list(studies)}")
+        return studies
+
+    # ------------------------------------------------------------------------------------------ derived facts
 
     def runs(self, study: str) -> bool:
         """Whether this experiment includes `study` (one of STUDIES)."""
@@ -41,17 +202,143 @@ class Experiment:
             raise ValueError(f"unknown study {study!r}; known: {list(STUDIES)}")
         return study in self.studies
 
+    def backbone_class(self, table: str) -> type[Backbone]:
+        return BACKBONES.get(self.backbones[table].backbone or table)
+
+    def backbone_options(self, table: str) -> dict[str, Any]:
+        return self.backbones[table].options()
+
+    def recommender_entry(self, name: str) -> RecommenderEntry:
+        entry = self.recommenders.get(name) or self.baselines.get(name)
+        return entry if entry is not None else RecommenderEntry()
+
+    def recommender_class(self, name: str) -> type[Recommender]:
+        return RECOMMENDERS.get(self.recommender_entry(name).recommender or name)
+
+    def recommender_options(self, name: str) -> dict[str, Any]:
+        return self.recommender_entry(name).options()
+
     def hot_systems(self) -> list[tuple[str, str]]:
-        """Every (recommender, backbone) pair trained in the hot scenario."""
-        return ([(r, b) for r in self.content_recommenders for b in self.backbones]
-                + [(r, NO_BACKBONE) for r in self.cf_baselines])
+        """Every (recommender, backbone table) pair trained in the hot scenario; baselines pair with "none"."""
+        return ([(r, b) for r in self.recommenders for b in self.backbones]
+                + [(r, NO_BACKBONE) for r in self.baselines])
+
+    def cold_systems(self) -> list[str]:
+        """The recommenders compared in cold start: those that rank new tracks, then the reference."""
+        ranking = [r for r in self.recommenders if self.recommender_class(r).ranks_new_tracks
+                   and r != self.cold_start.reference]
+        return ranking + [self.cold_start.reference]
+
+    def twin(self) -> str | None:
+        """The backbone table every system is tested against (`metrics.twin`, else the `random` one)."""
+        if self.metrics.twin is not None:
+            return self.metrics.twin
+        return next((t for t in self.backbones if self.backbone_class(t).name == "random"), None)
+
+    def audio_tables(self) -> list[str]:
+        """Backbone tables that decode audio."""
+        return [t for t in self.backbones if self.backbone_class(t).needs_audio]
 
 
-DEMO = Experiment()
+def check_options(cls: type[Configurable], options: dict[str, Any], key: str) -> tuple[dict[str, Any], list[str]]:
+    """(`options` converted to the declared types, problems: unknown names and wrong types, each prefixed by
+    the key path `key`)."""
+    allowed = option_names(cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return options, [f"{key}.{name}: unknown option of {cls.name}; allowed: {list(allowed)}" for name in unknown]
+    try:
+        typed = dataclasses.asdict(TypeAdapter(cls.Options).validate_python(options))
+    except ValidationError as error:
+        return options, [f"{key}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+    return {name: typed[name] for name in options}, []
 
 
-def experiment_from_env(base: Experiment = DEMO) -> Experiment:
-    """`base` with the studies named in `MUSICREC_STUDIES` (comma-separated, e.g. "hot" or "hot,cold_start");
-    unset or empty: `base` unchanged. ValueError (from Experiment) for an unknown study or one without "hot"."""
-    names = tuple(s.strip() for s in os.environ.get("MUSICREC_STUDIES", "").split(",") if s.strip())
-    return replace(base, studies=names) if names else base
+def _relative_weights(cls: type[Backbone], options: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """`options` with relative weight paths (`cls.weight_options`) made relative to `base`."""
+    resolved = dict(options)
+    for option in cls.weight_options:
+        value = resolved.get(option)
+        if base is not None and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            resolved[option] = str((base / Path(value).expanduser()).resolve())
+    return resolved
+
+
+def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, list[str]]:
+    """The experiment with typed options and resolved weight paths, and every problem the registries find:
+    unknown classes or options, content/baseline roles, the twin, the cold-start reference."""
+    problems: list[str] = []
+    tables: dict[str, BackboneTable] = {}
+    for table, entry in experiment.backbones.items():
+        try:
+            cls = experiment.backbone_class(table)
+        except KeyError as error:
+            problems.append(f"backbones.{table}.backbone: {error.args[0]}")
+            continue
+        options, found = check_options(cls, entry.options(), f"backbones.{table}")
+        problems += found
+        tables[table] = BackboneTable(backbone=entry.backbone, **_relative_weights(cls, options, base))
+    groups: dict[str, dict[str, RecommenderEntry]] = {"recommenders": {}, "baselines": {}}
+    for group, entries in groups.items():
+        for name, entry in getattr(experiment, group).items():
+            try:
+                cls = experiment.recommender_class(name)
+            except KeyError as error:
+                problems.append(f"{group}.{name}.recommender: {error.args[0]}")
+                continue
+            options, found = check_options(cls, entry.options(), f"{group}.{name}")
+            problems += found
+            entries[name] = RecommenderEntry(recommender=entry.recommender, **options)
+            if group == "recommenders" and not cls.uses_content:
+                problems.append(f"recommenders.{name}: {cls.name} uses no backbone; list it under baselines")
+            if group == "baselines" and cls.uses_content:
+                problems.append(f"baselines.{name}: {cls.name} needs a backbone; list it under recommenders")
+    if experiment.recommenders and not experiment.backbones:
+        problems.append("backbones: the recommenders need at least one backbone table")
+    if experiment.metrics.twin is not None and experiment.metrics.twin not in experiment.backbones:
+        problems.append(f"metrics.twin: {experiment.metrics.twin!r} is not a backbone table; "
+                        f"tables: {sorted(experiment.backbones)}")
+    if experiment.runs("cold_start"):
+        reference = experiment.cold_start.reference
+        try:
+            if not experiment.recommender_class(reference).ranks_new_tracks:
+                problems.append(f"cold_start.reference: {reference} cannot rank new tracks")
+        except KeyError as error:
+            problems.append(f"cold_start.reference: {error.args[0]}")
+    return experiment.model_copy(update={"backbones": tables, **groups}), problems
+
+
+def parse_experiment(data: Any, source: str = "<experiment>", base: Path | None = None,
+                     default_name: str = "experiment") -> Experiment:
+    """Validate a parsed experiment file (a dict); `base` resolves relative paths. ExperimentError lists
+    every problem with its key path."""
+    if not isinstance(data, dict):
+        raise ExperimentError(source, [f"the file must hold a mapping of keys, got {type(data).__name__}"])
+    data = {"name": default_name, **data}
+    data.setdefault("storage", f"storage/{data['name']}")
+    for module in data.get("plugins") or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ExperimentError(source, [f"plugins: cannot import {module!r}: {error}"]) from error
+    try:
+        experiment = Experiment.model_validate(data, context={"base": base})
+    except ValidationError as error:
+        raise ExperimentError(source, [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+                                       for e in error.errors()]) from None
+    experiment, problems = normalise(experiment, base)
+    if problems:
+        raise ExperimentError(source, problems)
+    return experiment
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment YAML file; its name defaults to the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExperimentError(str(path), ["no such file"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ExperimentError(str(path), [f"not valid YAML: {error}"]) from None
+    return parse_experiment(data, str(path), path.resolve().parent, default_name=path.stem)

@@ -1,83 +1,87 @@
-"""Hot-start assets: the time split, one model per (recommender, backbone), and its per-user test metrics."""
-
-import json
+"""Hot-start assets: the time split, one model per (recommender, backbone table), and its per-user test
+metrics. Every fact about a recommender (version, options, GPU need, side tables) comes from its class and the
+experiment file, so a new recommender needs no change here."""
 
 import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
-from assets.placement import GPU_RECOMMENDERS, placement
-from assets.experiment import REPORT_KS
+from assets.experiment import NO_BACKBONE, Experiment
+from assets.placement import placement
+from assets.resources import StorageResource
+from catalog.histories import histories_from
+from catalog.io import atomic_path
+from catalog.registry import code_version
 from embedders.runner import read_backbone
 from evaluation.metrics import per_user_metrics
 from evaluation.splits import hot_split, relevant_sets
-from pipelines.resources import StorageResource
-from catalog.io import atomic_path
-from recommenders.base import FIT_FINGERPRINT_FILE, RECOMMENDERS, fit_fingerprint, histories_from, stored_fit_fingerprint
-import recommenders.registry  # noqa: F401  (registers every model)
+from recommenders.base import FIT_FINGERPRINT_FILE, fit_fingerprint, stored_fit_fingerprint
 
-SPLIT_CODE_VERSION = "1"
+SPLIT_CODE_VERSION = "2"
+EVALUATION_CODE_VERSION = "2"
 
 
-@dg.multi_asset(
-    outs={f"hot_{part}": dg.AssetOut(group_name="hot_start", code_version=SPLIT_CODE_VERSION,
-                                     automation_condition=RERUN_WHEN_STALE,
-                                     description=f"The {part} part of the time-based hot split.")
-          for part in ("train", "validation", "test")},
-    can_subset=False,
-)
-def hot_split_tables(context: dg.AssetExecutionContext, interactions: pl.DataFrame):
-    """Train before the 80% time quantile; later plays of known users on known tracks, users halved into
-    validation and test (seeded)."""
-    split = hot_split(interactions, test_fraction=0.2, seed=0)
-    context.log.info(f"hot split at {split.cutoff}: train {split.train.height}, validation "
-                     f"{split.validation.height}, test {split.test.height} interactions")
-    for part, table in (("train", split.train), ("validation", split.validation), ("test", split.test)):
-        yield dg.Output(table, output_name=f"hot_{part}", metadata={"rows": table.height,
-                                                                    "users": table["user_id"].n_unique()})
+def build_hot_split_asset(experiment: Experiment) -> dg.AssetsDefinition:
+    arguments = experiment.split.arguments()
 
+    @dg.multi_asset(
+        outs={f"hot_{part}": dg.AssetOut(group_name="hot_start", automation_condition=RERUN_WHEN_STALE,
+                                         code_version=f"{SPLIT_CODE_VERSION}:{sorted(arguments.items())}",
+                                         description=f"The {part} part of the time-based hot split.")
+              for part in ("train", "validation", "test")},
+        can_subset=False,
+        name="hot_split_tables",
+    )
+    def hot_split_tables(context: dg.AssetExecutionContext, interactions: pl.DataFrame):
+        """Train before the cutoff (experiment file `split`); later plays of known users on known tracks,
+        users divided at random (seeded) into validation and test."""
+        split = hot_split(interactions, **arguments)
+        context.log.info(f"hot split at {split.cutoff}: train {split.train.height}, validation "
+                         f"{split.validation.height}, test {split.test.height} interactions")
+        for part, table in (("train", split.train), ("validation", split.validation), ("test", split.test)):
+            yield dg.Output(table, output_name=f"hot_{part}", metadata={"rows": table.height,
+                                                                        "users": table["user_id"].n_unique()})
 
+    return hot_split_tables
 
 
 def model_key(recommender: str, backbone: str) -> str:
     return f"model_{recommender}__{backbone}"
 
 
-def content_free(recommender: str) -> bool:
-    """Pure collaborative baselines (popularity, EASE) use no embeddings; their backbone label is "none"."""
-    return not RECOMMENDERS[recommender].uses_content
-
-
-def build_model_asset(recommender: str, backbone: str, options: dict | None = None) -> dg.AssetsDefinition:
-    model_class = RECOMMENDERS[recommender]
-    uses_content = not content_free(recommender)
-
-    options_tag = json.dumps(options or {}, sort_keys=True)
-    code_version = f"1:{options_tag}"
+def build_model_asset(experiment: Experiment, recommender: str, backbone: str) -> dg.AssetsDefinition:
+    """`model_<recommender>__<backbone>`: the recommender of experiment key `recommender` (or `baselines`)
+    trained on the hot split over the vectors of backbone table `backbone` ("none" for a baseline)."""
+    model_class = experiment.recommender_class(recommender)
+    options = experiment.recommender_options(recommender)
+    side_inputs = {name: dg.AssetIn(name) for name in model_class.side_tables}
 
     @dg.asset(
         name=model_key(recommender, backbone),
         group_name="hot_start",
-        code_version=code_version,
+        code_version=code_version(model_class, options),
         automation_condition=RERUN_WHEN_STALE,
-        deps=[f"embeddings_{backbone}"] if uses_content else [],
-        **placement(recommender in GPU_RECOMMENDERS),
-        description=f"`{recommender}` trained on the hot split over `{backbone}` item vectors "
-                    f"(storage/models/{recommender}__{backbone}/).",
+        deps=[f"embeddings_{backbone}"] if backbone != NO_BACKBONE else [],
+        ins=side_inputs,
+        **placement(model_class.needs_gpu),
+        description=f"`{recommender}` ({model_class.name} v{model_class.version}) trained on the hot split over "
+                    f"`{backbone}` item vectors (models/{recommender}__{backbone}/).",
     )
     def model(
         context: dg.AssetExecutionContext, hot_train: pl.DataFrame, hot_validation: pl.DataFrame,
-        storage: StorageResource,
+        storage: StorageResource, **side_tables: pl.DataFrame,
     ) -> dg.MaterializeResult:
-        items = read_backbone(storage.path("embeddings", backbone)) if uses_content else None
+        items = read_backbone(storage.path("embeddings", backbone)) if backbone != NO_BACKBONE else None
         folder = storage.path("models", f"{recommender}__{backbone}")
-        fingerprint = fit_fingerprint(model_class, code_version, hot_train, hot_validation, items)
+        fitted = model_class(**options)
+        fitted.use_side_tables(side_tables)
+        fingerprint = fit_fingerprint(fitted, hot_train, hot_validation, items, side_tables)
         if stored_fit_fingerprint(folder) == fingerprint:
             context.log.info(f"{recommender}__{backbone}: training inputs unchanged since the saved model "
                              f"(new tracks without plays do not change this fit): reusing {folder}")
             return dg.MaterializeResult(metadata={"path": str(folder), "train_rows": hot_train.height, "refit": False})
         validation = (histories_from(hot_train), relevant_sets(hot_validation))
-        fitted = model_class(**(options or {})).fit(hot_train, items, validation=validation)
+        fitted.fit(hot_train, items, validation=validation)
         fitted.save(folder)
         with atomic_path(folder / FIT_FINGERPRINT_FILE) as tmp:  # written last: a cut-off save is refit next time
             tmp.write_text(fingerprint)
@@ -86,13 +90,14 @@ def build_model_asset(recommender: str, backbone: str, options: dict | None = No
     return model
 
 
-def build_evaluation_asset(recommender: str, backbone: str) -> dg.AssetsDefinition:
-    model_class = RECOMMENDERS[recommender]
+def build_evaluation_asset(experiment: Experiment, recommender: str, backbone: str) -> dg.AssetsDefinition:
+    model_class = experiment.recommender_class(recommender)
+    ks = experiment.metrics.ks
 
     @dg.asset(
         name=f"eval_{recommender}__{backbone}",
         group_name="hot_start",
-        code_version="1",
+        code_version=f"{EVALUATION_CODE_VERSION}:{list(ks)}",
         automation_condition=RERUN_WHEN_STALE,
         deps=[model_key(recommender, backbone)],
         description=f"Per-user test metrics of `{recommender}` on `{backbone}` (hot scenario).",
@@ -101,8 +106,8 @@ def build_evaluation_asset(recommender: str, backbone: str) -> dg.AssetsDefiniti
         model = model_class.load(storage.path("models", f"{recommender}__{backbone}"))
         relevant = relevant_sets(hot_test)
         histories = histories_from(hot_train)
-        rankings = model.recommend({u: histories[u] for u in relevant}, k=max(REPORT_KS))
-        return per_user_metrics(rankings, relevant, REPORT_KS).with_columns(
+        rankings = model.recommend({u: histories[u] for u in relevant}, k=max(ks))
+        return per_user_metrics(rankings, relevant, ks).with_columns(
             pl.lit(backbone).alias("backbone"), pl.lit(recommender).alias("recommender"),
             pl.lit("hot").alias("scenario"),
         )

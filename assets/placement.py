@@ -1,12 +1,11 @@
-"""Where a step runs. GPU-heavy steps (pretrained audio backbones, neural training) carry the `gpu` pool, so
+"""Where a step runs. GPU-heavy steps (the classes that declare `needs_gpu`: pretrained audio backbones,
+neural training) carry the `gpu` pool, so
 that a single-GPU machine runs one of them at a time (the limit is set in dagster.yaml, `concurrency.pools`),
 and a Kubernetes GPU request, which `k8s_job_executor` turns into the step pod's resource limits. The same
 definitions run on a laptop, a GPU box and a cluster; only the executor differs (pipelines/executors.py)."""
 
 GPU_POOL = "gpu"
 K8S_GPU_REQUEST = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
-GPU_BACKBONES = frozenset({"musicnn_mtt", "musicnn_msd", "clap", "hf_audio"})  # neural audio encoders
-GPU_RECOMMENDERS = frozenset({"shallow", "bert4rec", "contrastive", "hybrid"})  # trained with torch
 
 
 def placement(gpu: bool) -> dict:

@@ -7,10 +7,12 @@ model.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+from catalog.registry import Configurable, Registry
 
 
 @runtime_checkable
@@ -29,26 +31,21 @@ class Embedder(Protocol):
         ...
 
 
-EmbedderFactory = Callable[..., Embedder]
-BACKBONES: dict[str, EmbedderFactory] = {}
+class Backbone(Configurable):
+    """Base of the registered backbones. Besides `Configurable`'s name, version, Options and needs_gpu, a
+    class declares whether it reads audio (`needs_audio`; False: `embed_ids(track_ids)` instead of `embed`),
+    the tag names of a tagging backbone (`tag_names`, known without loading weights), and which options name
+    weight files or folders that must exist (`weight_options`, checked by `musicrec check`)."""
+
+    needs_audio: ClassVar[bool] = True
+    tag_names: ClassVar[tuple[str, ...]] = ()
+    weight_options: ClassVar[tuple[str, ...]] = ()
 
 
-def register_backbone(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]:
-    """Class/function decorator adding a backbone factory to `BACKBONES` under `name`."""
-
-    def decorate(factory: EmbedderFactory) -> EmbedderFactory:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} registered twice")
-        BACKBONES[name] = factory
-        return factory
-
-    return decorate
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", "embedders")
+register_backbone = BACKBONES.register
 
 
-def create_embedder(name: str, **options) -> Embedder:
-    """Build a registered backbone; raises KeyError listing the known names."""
-    import embedders.registry  # noqa: F401  (imports every backbone module so they register)
-
-    if name not in BACKBONES:
-        raise KeyError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
-    return BACKBONES[name](**options)
+def create_embedder(name: str, **options: Any) -> Embedder:
+    """Build a registered backbone (this loads its weights); KeyError listing the known names."""
+    return BACKBONES.get(name)(**options)

@@ -1,10 +1,9 @@
 """The `clap` backbone: LAION CLAP audio (and text) embeddings through transformers' `ClapModel`.
 
-Weights (the `weights` option, else the MUSICREC_CLAP_WEIGHTS environment variable) are either
+Weights (the `weights` option) are either
 - a transformers CLAP folder: `config.json` + `model.safetensors` (or `pytorch_model.bin`), with
   `preprocessor_config.json` and tokenizer files when present (e.g. a local copy of `laion/larger_clap_music`);
-- an original LAION checkpoint `.pt` (e.g. `music_audioset_epoch_15_esc_90.14.pt`), plus `config` (else
-  MUSICREC_CLAP_CONFIG): a folder holding the matching transformers `config.json` (its feature-extractor and
+- an original LAION checkpoint `.pt` (e.g. `music_audioset_epoch_15_esc_90.14.pt`), plus `config`: a folder holding the matching transformers `config.json` (its feature-extractor and
   tokenizer files are used too) or a named config (`htsat-tiny`, `htsat-base`); see `embedders.clap_laion`.
 
 Audio policy: 48 kHz mono; each track is cut into windows of the feature extractor's clip length (10 s for
@@ -17,9 +16,10 @@ On CUDA the model runs in float16.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,13 +27,11 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
 from catalog.ingest import sha256_of
-from embedders.base import register_backbone
+from embedders.base import Backbone, register_backbone
 from embedders.clap_laion import NAMED_CONFIGS, load_laion_checkpoint
 from embedders.hf_weights import inference_dtype, resolve_weights, torch_device, weights_sha256
 from embedders.windows import frame_windows
 
-WEIGHTS_ENV = "MUSICREC_CLAP_WEIGHTS"
-CONFIG_ENV = "MUSICREC_CLAP_CONFIG"
 EXPECTED_WEIGHTS = (
     "a transformers CLAP folder (config.json + model.safetensors, e.g. a local copy of laion/larger_clap_music) "
     "or a LAION CLAP checkpoint .pt (e.g. music_audioset_epoch_15_esc_90.14.pt) together with the `config` option"
@@ -61,28 +59,36 @@ def _tokenizer(folder: Path | None):
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
-@register_backbone("clap")
-class ClapEmbedder:
+@register_backbone
+class ClapEmbedder(Backbone):
     """CLAP audio/text embedder; `dim` is the model's projection size (512 for LAION CLAP)."""
 
     name = "clap"
     version = "1"
+    needs_gpu = True
+    weight_options = ("weights", "config")
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        config: str | Path | None = None,
-        device: str | None = None,
-        window_s: float | None = None,
-        hop_s: float | None = None,
-        max_windows: int | None = 8,
-        batch_windows: int = 8,
-    ) -> None:
-        """weights: see the module docstring. config: only for a LAION checkpoint. window_s: seconds per window,
-        at most the feature extractor's clip length, which is the default; hop_s: seconds between window starts
-        (default: window_s); max_windows: cap on windows per track (None: all); batch_windows: windows per
-        forward pass."""
-        path = resolve_weights(weights, WEIGHTS_ENV, "clap", EXPECTED_WEIGHTS)
+    @dataclass(frozen=True)
+    class Options:
+        """weights: see the module docstring. config: only for a LAION checkpoint. window_s: seconds per
+        window, at most the feature extractor's clip length, which is the default; hop_s: seconds between
+        window starts (default: window_s); max_windows: cap on windows per track (None: all); batch_windows:
+        windows per forward pass; device: "cpu", "cuda" (default: CUDA when available)."""
+
+        weights: str
+        config: str | None = None
+        device: str | None = None
+        window_s: float | None = None
+        hop_s: float | None = None
+        max_windows: int | None = 8
+        batch_windows: int = 8
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        weights, config, device = self.options.weights, self.options.config, self.options.device
+        window_s, hop_s = self.options.window_s, self.options.hop_s
+        max_windows, batch_windows = self.options.max_windows, self.options.batch_windows
+        path = resolve_weights(weights, "clap", EXPECTED_WEIGHTS)
         self.device = torch_device(device)
         self.dtype = inference_dtype(self.device)
         if path.is_dir():
@@ -91,10 +97,9 @@ class ClapEmbedder:
             model = ClapModel.from_pretrained(path, local_files_only=True).float().eval()
             folder, config_id, weights_format = path, f"sha256:{sha256_of(path / 'config.json')}", "transformers"
         else:
-            config = config if config is not None else os.environ.get(CONFIG_ENV)
             if not config:
                 raise FileNotFoundError(
-                    f"clap: {path} is a LAION checkpoint; also set the `config` option or {CONFIG_ENV} to a folder "
+                    f"clap: {path} is a LAION checkpoint; also set the `config` option to a folder "
                     f"with the matching transformers CLAP config.json or to one of {sorted(NAMED_CONFIGS)}"
                 )
             model, folder = load_laion_checkpoint(path, config)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import librosa
 import numpy as np
 
-from embedders.base import register_backbone
+from embedders.base import Backbone, register_backbone
 
 N_FFT = 2048
 HOP = 512
@@ -23,8 +23,8 @@ def _octaves(hz: np.ndarray, reference: float = 50.0) -> np.ndarray:
     return np.log2(np.maximum(hz, 1.0) / reference)
 
 
-@register_backbone("handcrafted")
-class HandcraftedEmbedder:
+@register_backbone
+class HandcraftedEmbedder(Backbone):
     name = "handcrafted"
     sample_rate = 22050
     dim = 92

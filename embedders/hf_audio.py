@@ -1,7 +1,7 @@
 """The `hf_audio` backbone: self-supervised waveform encoders (MERT, Music2Vec, HuBERT, wav2vec 2.0, ...) through
 transformers' `AutoModel`, from a local folder only.
 
-Weights: the `weights` option, else the MUSICREC_HF_AUDIO_WEIGHTS environment variable, names a folder holding
+Weights: the `weights` option names a folder holding
 `config.json` + `model.safetensors` (or `pytorch_model.bin`) and, when the model has one,
 `preprocessor_config.json`. Architectures built into transformers (HuBERT, wav2vec 2.0, data2vec-audio: the
 Music2Vec checkpoints are data2vec-audio) load as they are. MERT ships its own modelling code
@@ -20,21 +20,19 @@ where 0 is the input to the first transformer layer, or "mean" of all of them), 
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from catalog.ingest import sha256_of
-from embedders.base import register_backbone
+from embedders.base import Backbone, register_backbone
 from embedders.hf_weights import inference_dtype, resolve_weights, torch_device, weights_sha256
 from embedders.windows import frame_windows
 
-WEIGHTS_ENV = "MUSICREC_HF_AUDIO_WEIGHTS"
 EXPECTED_WEIGHTS = (
     "a local transformers folder with config.json + model.safetensors (+ preprocessor_config.json), "
     "e.g. a copy of m-a-p/MERT-v1-95M (then also trust_remote_code=True) or a HuBERT / wav2vec 2.0 model"
@@ -55,30 +53,40 @@ def _sample_rate(option: int | None, feature_extractor, config) -> int:
     return DEFAULT_SAMPLE_RATE
 
 
-@register_backbone("hf_audio")
-class HFAudioEmbedder:
+@register_backbone
+class HFAudioEmbedder(Backbone):
     """Pooled hidden states of a transformers audio encoder; `dim` is the model's hidden size."""
 
+    name = "hf_audio"
     version = "1"
+    needs_gpu = True
+    weight_options = ("weights",)
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        layer: int | Literal["mean"] = -1,
-        pooling: Pooling = "mean",
-        sample_rate: int | None = None,
-        window_s: float = 5.0,
-        hop_s: float | None = None,
-        max_windows: int | None = 12,
-        batch_windows: int = 8,
-        device: str | None = None,
-        trust_remote_code: bool = False,
-        name: str = "hf_audio",
-    ) -> None:
-        """layer: index into hidden_states (negative counts from the last) or "mean"; pooling over time: "mean"
-        or "max"; window_s / hop_s (default window_s) in seconds; max_windows: cap per track (None: all);
-        batch_windows: windows per forward pass; name: the embedding table's name (one per model)."""
-        path = resolve_weights(weights, WEIGHTS_ENV, "hf_audio", EXPECTED_WEIGHTS)
+    @dataclass(frozen=True)
+    class Options:
+        """weights: the model folder (module docstring); layer: index into hidden_states (negative counts from
+        the last) or "mean"; pooling over time: "mean" or "max"; window_s / hop_s (default window_s) in
+        seconds; max_windows: cap per track (None: all); batch_windows: windows per forward pass; device:
+        "cpu", "cuda" (default: CUDA when available); trust_remote_code: run the folder's modelling code (MERT)."""
+
+        weights: str
+        layer: int | Literal["mean"] = -1
+        pooling: Pooling = "mean"
+        sample_rate: int | None = None
+        window_s: float = 5.0
+        hop_s: float | None = None
+        max_windows: int | None = 12
+        batch_windows: int = 8
+        device: str | None = None
+        trust_remote_code: bool = False
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        weights, layer, pooling, sample_rate, window_s = o.weights, o.layer, o.pooling, o.sample_rate, o.window_s
+        hop_s, max_windows, batch_windows, device = o.hop_s, o.max_windows, o.batch_windows, o.device
+        trust_remote_code = o.trust_remote_code
+        path = resolve_weights(weights, "hf_audio", EXPECTED_WEIGHTS)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"hf_audio: {path} is not a folder holding config.json; expected {EXPECTED_WEIGHTS}")
         if pooling not in ("mean", "max"):
@@ -97,7 +105,6 @@ class HFAudioEmbedder:
             if (path / "preprocessor_config.json").is_file() else None
         )
         self.sample_rate = _sample_rate(sample_rate, self.feature_extractor, config)
-        self.name = name
         self.dim = int(config.hidden_size)
         self.layer = layer
         self.pooling = pooling

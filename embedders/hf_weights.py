@@ -4,7 +4,6 @@ and which device and precision run them. Weights come from a local path only, ne
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -14,22 +13,14 @@ from catalog.ingest import sha256_of
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
-def resolve_weights(weights: str | Path | None, env_var: str, backbone: str, expected: str) -> Path:
-    """The weights path from the `weights` option, else from the environment variable `env_var`.
-
-    Raises FileNotFoundError naming the option, the variable and `expected` (what to put there) when neither is
-    set or the path does not exist.
-    """
-    value = weights if weights is not None else os.environ.get(env_var)
-    if not value:
-        raise FileNotFoundError(
-            f"{backbone}: no weights given; set the `weights` option or the {env_var} environment variable "
-            f"to {expected}"
-        )
-    path = Path(value).expanduser()
+def resolve_weights(weights: str | Path | None, backbone: str, expected: str) -> Path:
+    """The weights path of the `weights` option. Raises FileNotFoundError naming the option and `expected`
+    (what to put there) when it is not set or the path does not exist."""
+    if not weights:
+        raise FileNotFoundError(f"{backbone}: no weights given; set the `weights` option to {expected}")
+    path = Path(weights).expanduser()
     if not path.exists():
-        source = "the `weights` option" if weights is not None else env_var
-        raise FileNotFoundError(f"{backbone}: {path} (from {source}) does not exist; expected {expected}")
+        raise FileNotFoundError(f"{backbone}: {path} (the `weights` option) does not exist; expected {expected}")
     return path
 
 

@@ -25,11 +25,12 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from embedders.base import register_backbone
+from embedders.base import Backbone, register_backbone
 from embedders.mel import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, LogMel
 from embedders.tf_checkpoint import TFCheckpoint
 
@@ -259,27 +260,33 @@ def cut_patches(logmel: torch.Tensor, hop_frames: int) -> torch.Tensor:
     return logmel.unfold(0, PATCH_FRAMES, hop_frames).transpose(1, 2)
 
 
-class MusiCNNEmbedder:
-    """The `Embedder` for one MusiCNN checkpoint; see the module docstring for the patch and pooling policy.
+class MusiCNNEmbedder(Backbone):
+    """The `Embedder` for one MusiCNN checkpoint (`dataset`, set by the registered subclasses); see the
+    module docstring for the patch and pooling policy."""
 
-    `hop_seconds`: patch hop (3.0 = musicnn's default of adjacent patches, 1.5 = Essentia's 93 frames);
-    `device`: 'cpu' / 'cuda' (default: cuda when available, run in float16; features stay float32);
-    `patches_per_batch`: patches per forward pass (default: 32 on CPU, sized to free memory on CUDA)."""
-
+    dataset: ClassVar[str]
     sample_rate = SAMPLE_RATE
     dim = 200
     version = "1"
+    needs_gpu = True
+    weight_options = ("weights_dir",)
 
-    def __init__(
-        self,
-        dataset: str,
-        hop_seconds: float = PATCH_SECONDS,
-        device: str | None = None,
-        patches_per_batch: int | None = None,
-        weights_dir: str | Path | None = None,
-    ) -> None:
-        self.dataset = dataset
-        self.name = f"musicnn_{dataset.lower()}"
+    @dataclass(frozen=True)
+    class Options:
+        """hop_seconds: patch hop (3.0 = musicnn's default of adjacent patches, 1.5 = Essentia's 93 frames);
+        device: 'cpu' / 'cuda' (default: cuda when available, run in float16; features stay float32);
+        patches_per_batch: patches per forward pass (default: 32 on CPU, sized to free memory on CUDA);
+        weights_dir: a folder with the TF checkpoint (default: the one the musicnn wheel ships)."""
+
+        hop_seconds: float = PATCH_SECONDS
+        device: str | None = None
+        patches_per_batch: int | None = None
+        weights_dir: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        hop_seconds, device = self.options.hop_seconds, self.options.device
+        patches_per_batch, weights_dir, dataset = self.options.patches_per_batch, self.options.weights_dir, self.dataset
         self.hop_frames = int(hop_seconds * PATCH_FRAMES / PATCH_SECONDS)
         if self.hop_frames < 1:
             raise ValueError(f"{self.name}: hop_seconds={hop_seconds} is shorter than one frame")
@@ -287,7 +294,6 @@ class MusiCNNEmbedder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         model, self.weights_path = load_pretrained(dataset, weights_dir)
-        self.tag_names = TAGS[dataset]
         self.model = model.to(self.device, self.dtype)
         self.features = LogMel().to(self.device)
         self.patches_per_batch = patches_per_batch or self._default_patches_per_batch()
@@ -347,13 +353,19 @@ class MusiCNNEmbedder:
         }
 
 
-@register_backbone("musicnn_mtt")
-def musicnn_mtt(**options) -> MusiCNNEmbedder:
+@register_backbone
+class MusiCNNMTT(MusiCNNEmbedder):
     """MusiCNN trained on MagnaTagATune (50 MTT tags)."""
-    return MusiCNNEmbedder("MTT", **options)
+
+    name = "musicnn_mtt"
+    dataset = "MTT"
+    tag_names = tuple(MTT_TAGS)
 
 
-@register_backbone("musicnn_msd")
-def musicnn_msd(**options) -> MusiCNNEmbedder:
+@register_backbone
+class MusiCNNMSD(MusiCNNEmbedder):
     """MusiCNN trained on the Million Song Dataset (50 last.fm tags)."""
-    return MusiCNNEmbedder("MSD", **options)
+
+    name = "musicnn_msd"
+    dataset = "MSD"
+    tag_names = tuple(MSD_TAGS)

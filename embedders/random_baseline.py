@@ -1,38 +1,47 @@
 """The `random` backbone: a seeded Gaussian vector per track id, the floor every real backbone must beat.
 
 It ignores the audio (`needs_audio = False`): the runner calls `embed_ids` and never decodes.
+Options: `dim` (length of a vector), `seed`.
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from embedders.base import register_backbone
+from embedders.base import Backbone, register_backbone
 
 
-@register_backbone("random")
-class RandomEmbedder:
+@register_backbone
+class RandomEmbedder(Backbone):
     name = "random"
     sample_rate = 16000
     version = "1"
     needs_audio = False
 
-    def __init__(self, dim: int = 128, seed: int = 0) -> None:
-        self.dim = dim
-        self.seed = seed
+    @dataclass(frozen=True)
+    class Options:
+        dim: int = 128
+        seed: int = 0
 
-    def embed_ids(self, track_ids: Sequence[str]) -> np.ndarray:
-        """One N(0, 1) vector per id, shape (n, dim) float32; the same id and seed always give the same vector."""
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.dim = self.options.dim
+
+    def embed_ids(self, track_ids: Sequence[str]) -> tuple[np.ndarray, dict[str, str]]:
+        """One N(0, 1) vector per id, shape (n, dim) float32 (the same id and seed always give the same
+        vector), and no failures ({})."""
         rows = []
         for track_id in track_ids:
-            digest = hashlib.sha256(f"{self.seed}:{track_id}".encode()).digest()
+            digest = hashlib.sha256(f"{self.options.seed}:{track_id}".encode()).digest()
             rows.append(np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(self.dim))
-        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim)
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim), {}
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         raise TypeError("the random backbone embeds track ids, not audio: call embed_ids")
 
     def provenance(self) -> dict[str, str]:
-        return {"weights_sha256": "none", "policy": f"gaussian per track id, seed {self.seed}"}
+        return {"weights_sha256": "none", "policy": f"gaussian per track id, seed {self.options.seed}"}

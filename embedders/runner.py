@@ -87,6 +87,24 @@ def _embed_batch(
     return kept_ids, vectors, failures
 
 
+def _failure_table(failures: list[dict]) -> pl.DataFrame:
+    if not failures:
+        return pl.from_arrow(FAILURES.empty_table())
+    return pl.DataFrame(failures).cast({"at": pl.Datetime("us")})
+
+
+def _embed_ids(embedder: Embedder, ids: list[str], started: float) -> EmbeddingResult:
+    """A backbone that reads no audio (`needs_audio = False`): `embed_ids(ids)` gives (vectors, {id: reason}
+    for the ids it has no vector for); those, and non-finite vectors, become failures."""
+    matrix, missing = embedder.embed_ids(ids) if ids else (np.zeros((0, embedder.dim), np.float32), {})
+    failures = [_failure(track_id, "embed", reason) for track_id, reason in missing.items()]
+    kept = [row for row, track_id in enumerate(ids) if track_id not in missing]
+    finite = [row for row in kept if np.isfinite(matrix[row]).all()]
+    failures += [_failure(ids[row], "embed", "non-finite embedding (NaN or inf)") for row in set(kept) - set(finite)]
+    return EmbeddingResult(ItemVectors([ids[row] for row in finite], np.asarray(matrix, np.float32)[finite]),
+                           _failure_table(failures), 0.0, time.perf_counter() - started)
+
+
 def _chunks(rows: list[dict], size: int) -> Iterator[list[dict]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
@@ -108,10 +126,7 @@ def embed_tracks(
     started = time.perf_counter()
     rows = tracks.select("track_id", "audio_path").to_dicts()
     if not getattr(embedder, "needs_audio", True):
-        ids = [r["track_id"] for r in rows]
-        matrix = embedder.embed_ids(ids) if ids else np.zeros((0, embedder.dim), np.float32)
-        return EmbeddingResult(ItemVectors(ids, matrix), pl.from_arrow(FAILURES.empty_table()),
-                               0.0, time.perf_counter() - started)
+        return _embed_ids(embedder, [r["track_id"] for r in rows], started)
     root = Path(catalog_root)
     ids: list[str] = []
     vectors: list[np.ndarray] = []
@@ -135,9 +150,8 @@ def embed_tracks(
                 f"{len(failures)} failures"
             )
     matrix = np.stack(vectors) if vectors else np.zeros((0, embedder.dim), np.float32)
-    failure_table = pl.from_arrow(FAILURES.empty_table()) if not failures else pl.DataFrame(failures).cast(
-        {"at": pl.Datetime("us")})
-    return EmbeddingResult(ItemVectors(ids, matrix), failure_table, audio_seconds, time.perf_counter() - started)
+    return EmbeddingResult(ItemVectors(ids, matrix), _failure_table(failures), audio_seconds,
+                           time.perf_counter() - started)
 
 
 def batch_fingerprint(embedder: Embedder, batch_tracks: pl.DataFrame, max_seconds: float | None) -> str:

@@ -13,19 +13,26 @@ pairs alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import polars as pl
 
+from catalog.histories import Histories, Rankings, histories_from
 from evaluation.cold_splits import NOVELTIES, SCENARIOS, ColdSplit, relevant_by
 from evaluation.metrics import per_user_metrics
-from recommenders.base import Recommender, histories_from
+from evaluation.stats import compare_systems, summarize
+
+
+class Ranker(Protocol):
+    """What evaluation needs of a recommender (`recommenders.base.Recommender` is one)."""
+
+    def recommend(self, histories: Histories, k: int, candidates: Sequence[str] | None = None) -> Rankings: ...
 
 COLD_METRICS: tuple[str, ...] = ("hit_rate", "recall", "ndcg")
 
 
 def evaluate_cold(
-    models: Mapping[str, Recommender],
+    models: Mapping[str, Ranker],
     split: ColdSplit,
     k_list: Sequence[int] = (20, 50),
     part: str = "test",
@@ -65,3 +72,26 @@ def evaluate_cold(
         raise ValueError(f"evaluate_cold: the {part} part has no relevant pair")
     columns = ["recommender", "scenario", "novelty", "user_id", "metric", "k", "value"]
     return pl.concat(blocks).select(columns)
+
+
+def cold_start_summary(per_user: pl.DataFrame, reference: str, k: int, dataset: str) -> pl.DataFrame:
+    """Mean [95% CI] per (scenario, novelty, backbone, recommender, metric) at cutoff `k` of per-user cold
+    metrics (`evaluate_cold` columns plus `backbone`): the `metrics` contract columns plus `novelty`, with the
+    paired Wilcoxon p-value of each system against `reference` on the same users and pairs (`p_vs_reference`,
+    null for the reference itself)."""
+    scored = per_user.filter(pl.col("k") == k)
+    rows = []
+    for (scenario, novelty, backbone), group in scored.group_by(["scenario", "novelty", "backbone"],
+                                                                maintain_order=True):
+        baseline = group.filter(pl.col("recommender") == reference).select("user_id", "metric", "k", "value")
+        for (recommender,), system in group.group_by(["recommender"], maintain_order=True):
+            values = system.select("user_id", "metric", "k", "value")
+            summary = summarize(values, scenario=scenario, backbone=backbone, recommender=recommender,
+                                experiment="cold_start", dataset=dataset).with_columns(pl.lit(novelty).alias("novelty"))
+            if recommender == reference or baseline.is_empty():
+                summary = summary.with_columns(pl.lit(None, pl.Float64).alias("p_vs_reference"))
+            else:
+                p = compare_systems(values, baseline).select("metric", "k", pl.col("p_value").alias("p_vs_reference"))
+                summary = summary.join(p, on=["metric", "k"], how="left")
+            rows.append(summary)
+    return pl.concat(rows)

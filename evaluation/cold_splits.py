@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from evaluation.splits import divide_users, relevant_sets, time_cutoff
+from evaluation.splits import divide_users, relevant_sets, time_cutoff, time_window
 
 Scenario = Literal["semi_cold", "cold"]
 Novelty = Literal["discovery", "exploit"]
@@ -79,11 +79,14 @@ def cold_split(
     validation_share: float = 0.5,
     seed: int = 0,
     holdout_artists: float = 0.0,
+    train_days: int | None = None,
+    test_days: int | None = None,
 ) -> ColdSplit:
     """Split `interactions` at `cutoff` (default: the `test_fraction` quantile of timestamps) for cold start.
 
     `tracks` needs track_id and artist_id (the `tracks` contract); every played track must appear in it.
-    `holdout_artists` withholds that fraction of artists from training (see the module docstring).
+    `holdout_artists` withholds that fraction of artists from training (see the module docstring);
+    `train_days` / `test_days` bound the two periods (`evaluation.splits.time_window`).
     Raises ValueError when a played track has no artist or no known user plays a new track after the cutoff.
     """
     artist_of = tracks.select("track_id", "artist_id").unique("track_id")
@@ -93,9 +96,9 @@ def cold_split(
                          f"first {unknown['track_id'][0]!r}")
     cutoff = cutoff if cutoff is not None else time_cutoff(interactions, test_fraction)
     withheld = withheld_artist_ids(artist_of["artist_id"].to_list(), holdout_artists, seed)
-    plays = interactions.join(artist_of, on="track_id")
+    before, after = time_window(interactions.join(artist_of, on="track_id"), cutoff, train_days, test_days)
     is_withheld = pl.col("artist_id").is_in(sorted(withheld))
-    train = plays.filter((pl.col("timestamp") < cutoff) & ~is_withheld)
+    train = before.filter(~is_withheld)
 
     trained_tracks = set(train["track_id"].unique().to_list())
     trained_artists = set(train["artist_id"].unique().to_list())
@@ -108,7 +111,7 @@ def cold_split(
                           schema={"track_id": pl.String, "scenario": pl.String})
     user_artists = train.select("user_id", "artist_id").unique().with_columns(pl.lit("exploit").alias("novelty"))
     later = (
-        plays.filter((pl.col("timestamp") >= cutoff) & pl.col("user_id").is_in(train["user_id"].unique().implode()))
+        after.filter(pl.col("user_id").is_in(train["user_id"].unique().implode()))
         .join(labels, on="track_id")
         .join(user_artists, on=["user_id", "artist_id"], how="left")
         .with_columns(pl.col("novelty").fill_null("discovery"))

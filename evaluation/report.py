@@ -255,10 +255,10 @@ def artist_similarity_section(results: pl.DataFrame) -> Section:
                    ["features"] + [f"{n} layers" for n in layers], rows)
 
 
-def cold_start_sections(table: pl.DataFrame, k: int = 20) -> list[Section]:
-    """From the cold-start table (metrics rows + novelty + p_vs_acarec): Recall and NDCG at `k` with 95% CIs
+def cold_start_sections(table: pl.DataFrame, k: int = 20, reference: str = "acarec") -> list[Section]:
+    """From the cold-start table (metrics rows + novelty + p_vs_reference): Recall and NDCG at `k` with 95% CIs
     per scenario, backbone and recommender over all relevant pairs, then the same for discovery pairs (the
-    user never played the artist) and exploit pairs; marks are Wilcoxon tests against acarec."""
+    user never played the artist) and exploit pairs; marks are Wilcoxon tests against `reference`."""
     at_k = table.filter(pl.col("k") == k).sort(["scenario", "backbone", "recommender"], descending=[True, False, False])
 
     systems = ["scenario", "backbone", "recommender"]
@@ -269,7 +269,7 @@ def cold_start_sections(table: pl.DataFrame, k: int = 20) -> list[Section]:
         if group.is_empty():
             return ["–", "–", "0"]
         chosen = [group.filter(pl.col("metric") == m).row(0, named=True) for m in ("recall", "ndcg")]
-        return [(row, row["p_vs_acarec"]) for row in chosen] + [str(group["n"][0])]
+        return [(row, row["p_vs_reference"]) for row in chosen] + [str(group["n"][0])]
 
     keys = list(at_k.filter(pl.col("novelty") == "all").select(systems).unique(maintain_order=True).iter_rows())
     main = [list(key) + cells("all", key) for key in keys]
@@ -278,7 +278,7 @@ def cold_start_sections(table: pl.DataFrame, k: int = 20) -> list[Section]:
         Section(f"Cold start (new tracks; k = {k})",
                 "semi_cold: new tracks of artists with training tracks; cold: tracks of withheld (new) artists. "
                 "Every system ranks all new tracks together; each scenario is judged on its own plays. Marks: "
-                "paired Wilcoxon test of the system against acarec on the same users.",
+                f"paired Wilcoxon test of the system against {reference} on the same users.",
                 ["scenario", "backbone", "recommender", f"Recall@{k}", f"NDCG@{k}", "users"], main),
         Section(f"Cold start: discovery and exploit (k = {k})",
                 "The same rankings judged on discovery pairs (the user had never played the track's artist) and "

@@ -8,7 +8,7 @@ ever used for the reported numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -33,6 +33,18 @@ def time_cutoff(interactions: pl.DataFrame, test_fraction: float) -> datetime:
     return interactions["timestamp"].quantile(1.0 - test_fraction, interpolation="lower")
 
 
+def time_window(interactions: pl.DataFrame, cutoff: datetime, train_days: int | None,
+                test_days: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(plays in the `train_days` before `cutoff`, plays in the `test_days` from it); None: no bound."""
+    before = pl.col("timestamp") < cutoff
+    if train_days is not None:
+        before &= pl.col("timestamp") >= cutoff - timedelta(days=train_days)
+    after = pl.col("timestamp") >= cutoff
+    if test_days is not None:
+        after &= pl.col("timestamp") < cutoff + timedelta(days=test_days)
+    return interactions.filter(before), interactions.filter(after)
+
+
 def divide_users(users: list[str], validation_share: float, seed: int) -> tuple[set[str], set[str]]:
     """Seeded random division of `users` into (validation, test) sets; the validation set gets
     round(validation_share * n) users."""
@@ -49,15 +61,17 @@ def hot_split(
     cutoff: datetime | None = None,
     validation_share: float = 0.5,
     seed: int = 0,
+    train_days: int | None = None,
+    test_days: int | None = None,
 ) -> HotSplit:
-    """Split by time at `cutoff` (default: the `test_fraction` quantile of timestamps).
+    """Split by time at `cutoff` (default: the `test_fraction` quantile of timestamps); training is the
+    `train_days` before it and the test period the `test_days` from it (None: unbounded; `time_window`).
 
     The test period keeps only users and tracks seen in training and drops any (user, track) pair already in
     training, so every remaining row is a new play of a known track by a known user.
     """
     cutoff = cutoff if cutoff is not None else time_cutoff(interactions, test_fraction)
-    train = interactions.filter(pl.col("timestamp") < cutoff)
-    later = interactions.filter(pl.col("timestamp") >= cutoff)
+    train, later = time_window(interactions, cutoff, train_days, test_days)
     later = later.filter(
         pl.col("user_id").is_in(train["user_id"].unique().implode())
         & pl.col("track_id").is_in(train["track_id"].unique().implode())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.experiment import Experiment, FolderCatalog
 from catalog.ingest import AUDIO_SUFFIXES
-from pipelines.resources import CatalogResource
 
 
 def scan_batches(root: Path, log) -> list[str]:
@@ -21,22 +21,28 @@ def scan_batches(root: Path, log) -> list[str]:
     return batches
 
 
-@dg.sensor(job_name="embed", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Registers new batch folders of a folder catalog and requests their embedding.")
-def new_catalog_batches(context: dg.SensorEvaluationContext, catalog: CatalogResource):
-    if catalog.source != "folder":
-        return dg.SkipReason(f"catalog source is {catalog.source!r}: only a folder catalog receives new batches")
-    root = Path(catalog.folder)
-    if not root.is_dir():
-        return dg.SkipReason(f"catalog folder {root} does not exist")
-    known = set(json.loads(context.cursor)) if context.cursor else set()
-    batches = scan_batches(root, context.log)
-    new = [b for b in batches if b not in known]
-    if not new:
-        return dg.SkipReason(f"no new batch folder under {root} ({len(batches)} known)")
-    context.update_cursor(json.dumps(batches))
-    context.log.info(f"new catalog batches: {new}")
-    return dg.RunRequest(run_key="batches:" + ",".join(new), tags={"musicrec/new_batches": ",".join(new)})
+def build_new_batches_sensor(experiment: Experiment) -> dg.SensorDefinition:
+    """The sensor watching the experiment's catalog folder (it skips every tick for other catalog kinds)."""
+    catalog = experiment.catalog
+
+    @dg.sensor(job_name="embed", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Registers new batch folders of a folder catalog and requests their embedding.")
+    def new_catalog_batches(context: dg.SensorEvaluationContext):
+        if not isinstance(catalog, FolderCatalog):
+            return dg.SkipReason(f"catalog kind is {catalog.kind!r}: only a folder catalog receives new batches")
+        root = Path(catalog.folder)
+        if not root.is_dir():
+            return dg.SkipReason(f"catalog folder {root} does not exist")
+        known = set(json.loads(context.cursor)) if context.cursor else set()
+        batches = scan_batches(root, context.log)
+        new = [b for b in batches if b not in known]
+        if not new:
+            return dg.SkipReason(f"no new batch folder under {root} ({len(batches)} known)")
+        context.update_cursor(json.dumps(batches))
+        context.log.info(f"new catalog batches: {new}")
+        return dg.RunRequest(run_key="batches:" + ",".join(new), tags={"musicrec/new_batches": ",".join(new)})
+
+    return new_catalog_batches
 
 
 nightly_reembed = dg.ScheduleDefinition(

@@ -1,7 +1,7 @@
 """ACARec: artist-catalog attention for new tracks (semi-cold start), with a content fallback (cold start).
 
 CF space. The training plays give every known track a CF embedding: the rank-`cf_dim` linear-autoencoder
-factors of `recommenders.ease.cf_item_factors` with singular values to the power `cf_power` (default 1/2,
+factors of `recommenders.cf.cf_item_factors` with singular values to the power `cf_power` (default 1/2,
 V S^½: with power 1 the popularity-driven leading components dominate every dot product and an artist's
 listeners count for little; demo catalog, MusiCNN, validation users, new tracks ranked together: semi-cold
 NDCG@20 .621 → .706, cold .117 → .097; power 1/4 and 0 gave .707 and .689), divided by their root-mean-square
@@ -14,7 +14,7 @@ New tracks. A new track t of artist a gets a predicted CF embedding from its aud
       w_i = softmax_i(q(x_t) · k(x_i) / sqrt(attn_dim)),  c = Σ_{i∈K_a} w_i cf_i,
       (g_1, g_2, g_3) = softmax(Linear([q(x_t), Σ_i w_i k(x_i)])),
       ĉf_t = g_1 · c + g_2 · mean_{i∈K_a} cf_i + g_3 · m(x_t),
-  with q, k 2-layer MLPs of the standardised audio vector (`contrastive.Tower`) and m the content mapping
+  with q, k 2-layer MLPs of the standardised audio vector (`layers.Tower`) and m the content mapping
   below; the gate falls back to the artist mean (or the track's own content) when the audio matches nothing
   in the catalog. (The 3-way gate replaced a sigmoid gate over c and the artist mean: demo validation users,
   handcrafted, semi-cold NDCG@20 .715 → .726, cold NDCG@20 .203 → .181.)
@@ -32,15 +32,17 @@ NDCG@20: .399 without it, .405 at 0.3, .408 at 1). The losses are summed. Early 
 (`recommenders.training.train_loop`) on validation NDCG@`eval_k` of the new tracks:
 `validation` = (histories, relevant), ranked among the model's new tracks, relevant restricted to them.
 
-Artists: the constructor takes `track_artists` (track id -> artist id) covering every track of the item
-table; `add_items(items, track_artists)` extends it. Tracks of the item table passed to `fit` without training
+Artists: `use_side_tables({"tracks": ...})` (or setting `track_artists`, track id -> artist id) must cover
+every track of the item table before `fit`; `add_items(items, track_artists)` extends it. Tracks of the item table passed to `fit` without training
 plays become rankable new tracks; a batch arriving later is added with `add_items`, without retraining the CF
 factors or the networks. `recommend(..., candidates)` ranks known and new tracks alike.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -49,8 +51,8 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.contrastive import Tower
-from recommenders.ease import cf_item_factors, interaction_matrix
+from recommenders.cf import cf_item_factors, interaction_matrix
+from recommenders.layers import Tower, mean_profiles
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
@@ -81,7 +83,7 @@ def listeners(train: pl.DataFrame, known_ids: Sequence[str], cf: torch.Tensor
     """Who played each known track, and every user's CF profile sum: (players, sums, counts) with
     players[row] = the user indices (users sorted) that played known track `row` (order of `known_ids`),
     sums (n_users, d_cf) = Σ of the CF rows each user played, counts (n_users,) float = how many known tracks
-    each user played. From the binary play matrix X of `ease.interaction_matrix`: sums = X·cf."""
+    each user played. From the binary play matrix X of `cf.interaction_matrix`: sums = X·cf."""
     _, plays = interaction_matrix(train, known_ids)
     by_track = plays.tocsc()
     players = [by_track.indices[start:end].tolist() for start, end in zip(by_track.indptr[:-1], by_track.indptr[1:])]
@@ -157,46 +159,59 @@ class AcaNet(nn.Module):
 RANK_TEMPERATURE = 0.1  # softmax temperature of the listener-ranking loss (profile · content, RMS norms ≤ 1)
 
 
-@register_recommender("acarec")
+@register_recommender
 class AcaRec(ItemScorer):
-    """ACARec; `track_artists` maps every track id of the item tables to its artist id."""
+    """ACARec; `track_artists` maps every track id of the item tables to its artist id (`use_side_tables`)."""
 
     name = "acarec"
+    needs_gpu = True
+    ranks_new_tracks = True
+    early_stops_on_new_tracks = True
+    side_tables = ("tracks",)  # each track's artist
 
-    def __init__(self, track_artists: Mapping[str, str] | None = None, cf_dim: int = 64, hidden: int = 128,
-                 attn_dim: int = 32, lr: float = 3e-3, batch_size: int = 32, max_epochs: int = 100,
-                 patience: int = 10, eval_k: int = 20, seed: int = 0, cf_power: float = 0.5,
-                 rank_weight: float = 1.0, device: str | None = None) -> None:
-        self.rank_weight = rank_weight  # weight of the content mapping's listener-ranking loss (module docstring)
-        self.cf_power = cf_power  # singular-value power of the CF factors (ease.cf_item_factors)
-        self.track_artists: dict[str, str] = dict(track_artists or {})
-        self.cf_dim, self.hidden, self.attn_dim, self.lr = cf_dim, hidden, attn_dim, lr
-        self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
-        self.eval_k, self.seed, self.device = eval_k, seed, pick_device(device)
+    @dataclass(frozen=True)
+    class Options:
+        cf_dim: int = 64
+        hidden: int = 128
+        attn_dim: int = 32
+        lr: float = 3e-3
+        batch_size: int = 32
+        max_epochs: int = 100
+        patience: int = 10
+        eval_k: int = 20
+        seed: int = 0
+        cf_power: float = 0.5
+        rank_weight: float = 1.0
+        device: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.device = pick_device(self.options.device)
+        self.track_artists: dict[str, str] = {}
         self.item_ids: list[str] = []
         self.n_known = 0
         self.net: AcaNet | None = None
         self.report = FitReport()
 
-    def _config(self) -> dict:
-        keys = ("cf_dim", "hidden", "attn_dim", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed",
-                "cf_power", "rank_weight")
-        return {key: getattr(self, key) for key in keys}
+    def use_side_tables(self, tables: Mapping[str, pl.DataFrame]) -> None:
+        """Take each track's artist from the `tracks` table."""
+        tracks = tables["tracks"]
+        self.track_artists.update(zip(tracks["track_id"].to_list(), tracks["artist_id"].to_list()))
 
     def _check_artists(self, ids: Sequence[str]) -> None:
         missing = [i for i in ids if i not in self.track_artists]
         if missing:
             raise KeyError(f"acarec: no artist for {len(missing)} track(s), first {missing[0]!r}; "
-                           "pass track_artists covering every track of the item table")
+                           "give it the tracks table (use_side_tables) covering every track of the item table")
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None, validation: Validation | None = None) -> "AcaRec":
         """Learn CF factors of the tracks played in `train` and the attention/content networks; every other
         track of `items` becomes a rankable new track."""
-        seed_everything(self.seed)
+        seed_everything(self.options.seed)
         if items is not None:
             self._check_artists(items.ids)
         train, known = align_items(train, items, self.name)
-        factors = cf_item_factors(train, self.cf_dim, self.seed, self.cf_power)
+        factors = cf_item_factors(train, self.options.cf_dim, self.options.seed, self.options.cf_power)
         if factors.ids != known.ids:
             raise AssertionError("acarec: CF factors and audio vectors cover different tracks")
         cf = torch.from_numpy(factors.matrix).float()
@@ -206,7 +221,7 @@ class AcaRec(ItemScorer):
         self.item_ids, self.n_known = known.ids + new, len(known.ids)
         audio = torch.from_numpy(np.concatenate([known.matrix, items.subset(new).matrix])).float()
         catalog, artist = artist_catalogs(self.item_ids, self.n_known, self.track_artists)
-        self.net = AcaNet(audio, cf, catalog, artist, self.hidden, self.attn_dim)
+        self.net = AcaNet(audio, cf, catalog, artist, self.options.hidden, self.options.attn_dim)
         self.net.set_statistics()
         self.net.to(self.device)
 
@@ -215,10 +230,10 @@ class AcaRec(ItemScorer):
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             """(rows of known tracks, one random listener of each) per batch."""
-            rng = np.random.default_rng([self.seed, epoch])
+            rng = np.random.default_rng([self.options.seed, epoch])
             order = rng.permutation(self.n_known)
-            for start in range(0, self.n_known, self.batch_size):
-                rows = order[start:start + self.batch_size]
+            for start in range(0, self.n_known, self.options.batch_size):
+                rows = order[start:start + self.options.batch_size]
                 users = np.array([players[r][rng.integers(len(players[r]))] for r in rows])
                 yield torch.from_numpy(rows).to(self.device), torch.from_numpy(users).to(self.device)
 
@@ -234,15 +249,15 @@ class AcaRec(ItemScorer):
             others = counts[users] - 1
             profiles = (sums[users] - target) / others.clamp_min(1)[:, None]
             scored = others > 0
-            if self.rank_weight and scored.any():
+            if self.options.rank_weight and scored.any():
                 logits = profiles[scored] @ content.T / RANK_TEMPERATURE
                 targets = torch.arange(len(rows), device=rows.device)[scored]
-                loss = loss + self.rank_weight * nn.functional.cross_entropy(logits, targets)
+                loss = loss + self.options.rank_weight * nn.functional.cross_entropy(logits, targets)
             return loss, len(rows)
 
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, self._evaluator(validation, new),
-                                 LoopSettings(self.max_epochs, self.patience, "tracks"))
+                                 LoopSettings(self.options.max_epochs, self.options.patience, "tracks"))
         return self
 
     def _evaluator(self, validation: Validation | None, new: list[str]):
@@ -255,7 +270,7 @@ class AcaRec(ItemScorer):
         if not kept:
             return None
         return lambda: validation_metric(lambda h, k: self.recommend(h, k, candidates=new), (histories, kept),
-                                         self.eval_k)
+                                         self.options.eval_k)
 
     def add_items(self, items: ItemVectors, track_artists: Mapping[str, str] | None = None) -> None:
         """Make new tracks rankable (a batch released after training) without retraining anything: their CF
@@ -277,27 +292,22 @@ class AcaRec(ItemScorer):
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         net = self._require_net()
-        profiles = torch.stack([
-            net.cf[[r for r in seen if r < self.n_known]].mean(0) if any(r < self.n_known for r in seen)
-            else net.cf.mean(0)  # no known play: the average profile
-            for seen in rows
-        ])
+        profiles = mean_profiles(net.cf, rows, self.n_known)
         return profiles @ net.item_table().T
 
     def save(self, folder: str | Path) -> Path:
         net = self._require_net()
-        config = {"recommender": self.name, **self._config(), "item_ids": self.item_ids, "n_known": self.n_known,
-                  "track_artists": {i: self.track_artists[i] for i in self.item_ids}}
+        config = self.checkpoint_config(item_ids=self.item_ids, n_known=self.n_known,
+                                        track_artists={i: self.track_artists[i] for i in self.item_ids})
         return save_checkpoint(folder, config, net.state_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> "AcaRec":
         config, tensors = load_checkpoint(folder, cls.name)
-        extra = ("recommender", "item_ids", "n_known", "track_artists")
-        model = cls(config["track_artists"], **{k: v for k, v in config.items() if k not in extra})
-        model.item_ids, model.n_known = config["item_ids"], config["n_known"]
-        model.net = AcaNet(tensors["audio"], tensors["cf"], tensors["catalog"], tensors["artist"], model.hidden,
-                           model.attn_dim)
+        model = cls.from_config(config)
+        model.item_ids, model.n_known, model.track_artists = config["item_ids"], config["n_known"], config["track_artists"]
+        model.net = AcaNet(tensors["audio"], tensors["cf"], tensors["catalog"], tensors["artist"], model.options.hidden,
+                           model.options.attn_dim)
         model.net.load_state_dict(tensors)
         model.net.to(model.device).eval()
         return model

@@ -10,25 +10,36 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
+from catalog.histories import Histories, Rankings
 from catalog.io import ItemVectors, update_with_table
-
-Histories = Mapping[str, Sequence[str]]  # user_id -> track ids, oldest first
-Rankings = dict[str, list[str]]  # user_id -> top-k track ids, best first
+from catalog.registry import Configurable, Registry, options_digest
 
 
-class Recommender(ABC):
-    name: ClassVar[str]
-    uses_content: ClassVar[bool] = True  # False for pure-CF baselines (popularity, EASE)
+
+class Recommender(Configurable, ABC):
+    """A recommender. Besides `Configurable`'s name, version, Options and needs_gpu, a class declares:"""
+
+    uses_content: ClassVar[bool] = True  # False for pure-CF baselines (popularity, EASE): no backbone
+    # True when it ranks tracks without training plays from their vectors (`add_items`): a cold-start system
+    ranks_new_tracks: ClassVar[bool] = False
+    # cold start: True when early stopping watches the validation users' plays of new tracks (acarec), False
+    # when it watches their later plays of known tracks (models that rank new tracks exactly as known ones)
+    early_stops_on_new_tracks: ClassVar[bool] = False
+    # catalog tables besides the plays that `fit` reads, handed over by `use_side_tables` (e.g. ("tracks",))
+    side_tables: ClassVar[tuple[str, ...]] = ()
     # True when `fit` reads only the vectors of tracks played in `train` (the trained models, through
     # `training.align_items`): then vectors of unplayed tracks cannot change the fitted model (fit_fingerprint).
     fits_played_items_only: ClassVar[bool] = False
+
+    def use_side_tables(self, tables: Mapping[str, pl.DataFrame]) -> None:
+        """Receive the catalog tables named in `side_tables` (by name) before `fit`; the default reads none."""
 
     @abstractmethod
     def fit(
@@ -54,44 +65,36 @@ class Recommender(ABC):
     def load(cls, folder: str | Path) -> "Recommender":
         """Inverse of `save`."""
 
+    def checkpoint_config(self, **state: Any) -> dict[str, Any]:
+        """What `config.json` holds: the recommender's name, version and options, and `state` (item ids...)."""
+        return {"recommender": self.name, "version": self.version, "options": self.options_dict(), **state}
 
-RECOMMENDERS: dict[str, Callable[..., Recommender]] = {}
-
-
-def register_recommender(name: str) -> Callable:
-    """Class decorator adding a recommender to `RECOMMENDERS` under `name`."""
-
-    def decorate(cls):
-        if name in RECOMMENDERS:
-            raise ValueError(f"recommender {name!r} registered twice")
-        RECOMMENDERS[name] = cls
-        return cls
-
-    return decorate
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "Recommender":
+        """An unfitted instance with the options stored in a `config.json` (see `checkpoint_config`)."""
+        return cls(**config["options"])
 
 
-def histories_from(interactions: pl.DataFrame) -> dict[str, list[str]]:
-    """user_id -> track ids ordered by timestamp (ties by track_id), from an interactions table."""
-    ordered = interactions.sort(["user_id", "timestamp", "track_id"])
-    grouped = ordered.group_by("user_id", maintain_order=True).agg(pl.col("track_id"))
-    return dict(zip(grouped["user_id"].to_list(), grouped["track_id"].to_list()))
+RECOMMENDERS: Registry[type[Recommender]] = Registry("recommender", "recommenders")
+register_recommender = RECOMMENDERS.register
 
 
 FIT_FINGERPRINT_FILE = "fit_fingerprint.txt"
 
 
 def fit_fingerprint(
-    model_class: type[Recommender], version: str, train: pl.DataFrame, validation: pl.DataFrame,
-    items: ItemVectors | None,
+    model: Recommender, train: pl.DataFrame, validation: pl.DataFrame, items: ItemVectors | None,
+    side_tables: Mapping[str, pl.DataFrame] | None = None,
 ) -> str:
-    """Hash of everything a fit depends on: the recommender and its `version` (code and options), the train
-    and validation interactions, and the item vectors the fit reads (only the played tracks' when
-    `model_class.fits_played_items_only`). Equal fingerprints give the same model, so a stored one is reused."""
-    digest = hashlib.sha256(json.dumps([model_class.__name__, version]).encode())
-    for table in (train, validation):
+    """Hash of everything a fit of the (unfitted) `model` depends on: its class, version and options, the
+    train and validation interactions, the side tables it reads, and the item vectors the fit reads (only the
+    played tracks' when `fits_played_items_only`). Equal fingerprints give the same model, so a stored one
+    is reused."""
+    digest = hashlib.sha256(json.dumps([type(model).__name__, model.version, options_digest(model.options)]).encode())
+    for table in (train, validation, *(side_tables or {}).values()):
         update_with_table(digest, table)
     if items is not None:
-        if model_class.fits_played_items_only:
+        if model.fits_played_items_only:
             items = items.subset(sorted(set(train["track_id"].to_list()) & set(items.ids)))
         order = np.argsort(np.asarray(items.ids))
         digest.update(json.dumps([items.ids[i] for i in order]).encode())

@@ -12,7 +12,9 @@ of the training plays: on sparse real plays (Music4All-Onion, README) only the l
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -20,11 +22,12 @@ import torch
 from torch import nn
 
 from catalog.io import ItemVectors
-from recommenders.base import histories_from, register_recommender
-from recommenders.ease import cf_item_factors
+from catalog.histories import histories_from
+from recommenders.base import register_recommender
+from recommenders.cf import cf_item_factors, most_played_items
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, most_played_items, pick_device,
+    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device,
     save_checkpoint, seed_everything, train_loop, validation_metric,
 )
 
@@ -39,7 +42,7 @@ class Bert4RecNet(nn.Module):
     def __init__(self, n_items: int, hidden: int, max_len: int, frozen: torch.Tensor | None = None,
                  layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
-        self.n_items, self.max_len = n_items, max_len
+        self.n_items, self.options.max_len = n_items, max_len
         if frozen is not None:
             self.register_buffer("item_vectors", frozen)
             self.project = nn.Identity() if frozen.shape[1] == hidden else nn.Linear(frozen.shape[1], hidden)
@@ -49,7 +52,7 @@ class Bert4RecNet(nn.Module):
         self.position = nn.Embedding(max_len, hidden)
         nn.init.normal_(self.position.weight, std=0.02)  # same scale as the learned items (BERT's init)
         self.norm = nn.LayerNorm(hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.options.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(hidden, heads, ffn, dropout, activation="gelu", batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.bias = nn.Parameter(torch.zeros(n_items))
@@ -77,7 +80,7 @@ class Bert4RecNet(nn.Module):
         # positions count back from the newest play (the last column is 0), so a play's position does not
         # depend on how wide its batch was padded (training batches and recommendation batches differ)
         positions = torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)
-        x = self.dropout(self.norm(table[tokens] + self.position(positions)[None]))
+        x = self.options.dropout(self.norm(table[tokens] + self.position(positions)[None]))
         return self.encoder(x, src_key_padding_mask=tokens == self.pad), items
 
     def logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -109,64 +112,73 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return [chunks[i] for i in rng.permutation(len(chunks))]
 
 
-@register_recommender("bert4rec")
+@register_recommender
 class Bert4Rec(ItemScorer):
     """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
 
     name = "bert4rec"
+    needs_gpu = True
     fits_played_items_only = True  # vectors reach fit through align_items
 
-    def __init__(self, learned_items: bool = False, hidden: int | None = None, max_hidden: int = 256,
-                 proj_dim: int = 128, layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1,
-                 mask_prob: float = 0.2, max_len: int = 200, lr: float = 1e-3, batch_size: int = 64,
-                 max_epochs: int = 100, patience: int = 5, eval_k: int = 50, seed: int = 0,
-                 max_items: int | None = None, item_init: str = "random", device: str | None = None) -> None:
-        if item_init not in ("random", "cf"):
-            raise ValueError(f"bert4rec: item_init must be 'random' or 'cf', got {item_init!r}")
-        self.learned_items, self.hidden, self.max_hidden, self.proj_dim = learned_items, hidden, max_hidden, proj_dim
-        self.layers, self.heads, self.ffn, self.dropout = layers, heads, ffn, dropout
-        self.mask_prob, self.max_len, self.lr, self.batch_size = mask_prob, max_len, lr, batch_size
-        self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
-        self.max_items = max_items  # learned items only: the most played; rarer plays become the unknown token
-        self.item_init = item_init  # learned items only: "cf" starts the table from the training plays' CF factors
-        self.device = pick_device(device)
+    @dataclass(frozen=True)
+    class Options:
+        learned_items: bool = False
+        hidden: int | None = None
+        max_hidden: int = 256
+        proj_dim: int = 128
+        layers: int = 2
+        heads: int = 2
+        ffn: int = 256
+        dropout: float = 0.1
+        mask_prob: float = 0.2
+        max_len: int = 200
+        lr: float = 1e-3
+        batch_size: int = 64
+        max_epochs: int = 100
+        patience: int = 5
+        eval_k: int = 50
+        seed: int = 0
+        max_items: int | None = None
+        item_init: str = "random"
+        device: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options.item_init not in ("random", "cf"):
+            raise ValueError(f"bert4rec: item_init must be 'random' or 'cf', got {self.options.item_init!r}")
+        self.device = pick_device(self.options.device)
+        self.learned_items = self.options.learned_items  # also true after a fit without item vectors
         self.item_ids: list[str] = []
         self.net: Bert4RecNet | None = None
         self.report = FitReport()
 
-    def _config(self) -> dict:
-        keys = ("learned_items", "hidden", "max_hidden", "proj_dim", "layers", "heads", "ffn", "dropout",
-                "mask_prob", "max_len", "lr", "batch_size", "max_epochs", "patience", "eval_k", "seed", "max_items",
-                "item_init")
-        return {key: getattr(self, key) for key in keys}
-
     def _hidden_for(self, item_dim: int | None) -> int:
         """Hidden size: `hidden` if set; learned items 64; frozen items their dim unless too large or odd."""
-        if self.hidden is not None:
-            return self.hidden
+        if self.options.hidden is not None:
+            return self.options.hidden
         if item_dim is None:
             return 64
-        fits = item_dim <= self.max_hidden and item_dim % self.heads == 0
-        return item_dim if fits else self.proj_dim
+        fits = item_dim <= self.options.max_hidden and item_dim % self.options.heads == 0
+        return item_dim if fits else self.options.proj_dim
 
     def _build(self, n_items: int, frozen: torch.Tensor | None, hidden: int) -> Bert4RecNet:
-        return Bert4RecNet(n_items, hidden, self.max_len, frozen, self.layers, self.heads, self.ffn,
-                           self.dropout).to(self.device)
+        return Bert4RecNet(n_items, hidden, self.options.max_len, frozen, self.options.layers, self.options.heads, self.options.ffn,
+                           self.options.dropout).to(self.device)
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None = None,
             validation: Validation | None = None) -> "Bert4Rec":
-        seed_everything(self.seed)
+        seed_everything(self.options.seed)
         if items is None or self.learned_items:
             self.learned_items = True
-            self.item_ids, frozen = most_played_items(train, self.max_items), None
+            self.item_ids, frozen = most_played_items(train, self.options.max_items), None
         else:
             train, vectors = align_items(train, items, self.name)
             self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
         self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
-        if frozen is None and self.item_init == "cf":
+        if frozen is None and self.options.item_init == "cf":
             self._init_items_from_cf(train)
         histories = histories_from(train)
-        sequences = [self.item_rows(histories[user])[-self.max_len:] for user in sorted(histories)]
+        sequences = [self.item_rows(histories[user])[-self.options.max_len:] for user in sorted(histories)]
         sequences = [s for s in sequences if min(s) < self.net.pad]  # at least one item that can be a target
         tokens_played = np.concatenate(sequences)
         plays = np.bincount(tokens_played[tokens_played < self.net.pad], minlength=len(self.item_ids))
@@ -177,11 +189,11 @@ class Bert4Rec(ItemScorer):
         lengths = np.array([len(s) for s in sequences])
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            rng = np.random.default_rng([self.seed, epoch])
-            for rows in length_batches(lengths, self.batch_size, rng):
+            rng = np.random.default_rng([self.options.seed, epoch])
+            for rows in length_batches(lengths, self.options.batch_size, rng):
                 tokens = left_pad([sequences[i] for i in rows], self.net.pad)
                 targets = tokens < self.net.pad  # item positions (not padding, not unknown items)
-                masked = targets & (rng.random(tokens.shape) < self.mask_prob)
+                masked = targets & (rng.random(tokens.shape) < self.options.mask_prob)
                 for row in np.flatnonzero(~masked.any(axis=1)):  # at least one masked position per sequence
                     masked[row, np.flatnonzero(targets[row])[-1]] = True
                 labels = tokens[masked]
@@ -196,17 +208,17 @@ class Bert4Rec(ItemScorer):
             return nn.functional.cross_entropy(self.net.logits(chosen, table), labels), len(tokens)
 
         evaluate = None if validation is None else (
-            lambda: validation_metric(self.recommend, validation, self.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            lambda: validation_metric(self.recommend, validation, self.options.eval_k))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
-                                 LoopSettings(self.max_epochs, self.patience, "sequences"))
+                                 LoopSettings(self.options.max_epochs, self.options.patience, "sequences"))
         return self
 
     def _init_items_from_cf(self, train: pl.DataFrame) -> None:
         """Start the learned item table from the rank-`hidden` CF factors of the training plays
-        (`ease.cf_item_factors`), rows scaled to root-mean-square norm `CF_INIT_NORM`."""
+        (`cf.cf_item_factors`), rows scaled to root-mean-square norm `CF_INIT_NORM`."""
         hidden = self.net.item_table.shape[1]
-        factors = cf_item_factors(train, hidden, self.seed).subset(self.item_ids).matrix
+        factors = cf_item_factors(train, hidden, self.options.seed).subset(self.item_ids).matrix
         rms = float(np.sqrt((factors ** 2).sum(1).mean())) or 1.0
         with torch.no_grad():
             self.net.item_table.copy_(torch.from_numpy(factors * (CF_INIT_NORM / rms)).float())
@@ -219,7 +231,7 @@ class Bert4Rec(ItemScorer):
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         self._require_net()
-        keep = self.max_len - 1
+        keep = self.options.max_len - 1
         tokens = left_pad([list(r)[-keep:] + [self.net.mask] if keep else [self.net.mask] for r in rows],
                           self.net.pad)
         states, table = self.net(torch.from_numpy(tokens).to(self.device))
@@ -227,14 +239,14 @@ class Bert4Rec(ItemScorer):
 
     def save(self, folder: str | Path) -> Path:
         hidden = int(self.net.position.weight.shape[1])
-        config = {"recommender": self.name, **self._config(), "hidden": hidden, "item_ids": self.item_ids}
+        config = self.checkpoint_config(hidden=hidden, learned_items=self.learned_items, item_ids=self.item_ids)
         return save_checkpoint(folder, config, self.net.state_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> "Bert4Rec":
         config, tensors = load_checkpoint(folder, cls.name)
-        model = cls(**{k: v for k, v in config.items() if k not in ("recommender", "item_ids")})
-        model.item_ids = config["item_ids"]
+        model = cls.from_config(config)
+        model.item_ids, model.learned_items = config["item_ids"], config["learned_items"]
         model.net = model._build(len(model.item_ids), tensors.get("item_vectors"), config["hidden"])
         model.net.load_state_dict(tensors)
         model.net.eval()

@@ -10,7 +10,9 @@ new track only needs `add_items` (or `embed_audio` to place audio vectors in the
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,30 +21,13 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.ease import cf_item_factors
+from recommenders.cf import cf_item_factors
+from recommenders.layers import Tower, mean_profiles
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
     seed_everything, train_loop, validation_metric,
 )
-
-
-class Tower(nn.Module):
-    """Standardise the input with fixed statistics, then Linear → ReLU → Linear: (b, in_dim) → (b, out_dim)."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(in_dim))
-        self.register_buffer("std", torch.ones(in_dim))
-        self.layers = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
-
-    def set_statistics(self, inputs: torch.Tensor) -> None:
-        """Fix the standardisation to the column means and standard deviations of `inputs` (n, in_dim)."""
-        self.mean.copy_(inputs.mean(0))
-        self.std.copy_(inputs.std(0).clamp_min(1e-6))
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.layers((inputs - self.mean) / self.std)
 
 
 def decoupled_contrastive_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -73,61 +58,69 @@ class ContrastiveNet(nn.Module):
         return nn.functional.normalize(self.cf_tower(cf), dim=-1)
 
 
-@register_recommender("contrastive")
+@register_recommender
 class Contrastive(ItemScorer):
     """Contrastive two-tower model; CF factors are rank-`cf_dim` linear-autoencoder factors of the training plays."""
 
     name = "contrastive"
+    needs_gpu = True
+    ranks_new_tracks = True  # the audio tower embeds new tracks
     fits_played_items_only = True  # vectors reach fit through align_items
 
-    def __init__(self, dim: int = 128, hidden: int = 256, cf_dim: int = 64, temperature: float = 0.1,
-                 lr: float = 1e-3, batch_size: int = 256, max_epochs: int = 100, patience: int = 5,
-                 eval_k: int = 50, seed: int = 0, device: str | None = None) -> None:
-        self.dim, self.hidden, self.cf_dim, self.temperature = dim, hidden, cf_dim, temperature
-        self.lr, self.batch_size, self.max_epochs, self.patience = lr, batch_size, max_epochs, patience
-        self.eval_k, self.seed, self.device = eval_k, seed, pick_device(device)
+    @dataclass(frozen=True)
+    class Options:
+        dim: int = 128
+        hidden: int = 256
+        cf_dim: int = 64
+        temperature: float = 0.1
+        lr: float = 1e-3
+        batch_size: int = 256
+        max_epochs: int = 100
+        patience: int = 5
+        eval_k: int = 50
+        seed: int = 0
+        device: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.device = pick_device(self.options.device)
         self.item_ids: list[str] = []
         self.net: ContrastiveNet | None = None
         self.report = FitReport()
 
-    def _config(self) -> dict:
-        keys = ("dim", "hidden", "cf_dim", "temperature", "lr", "batch_size", "max_epochs", "patience",
-                "eval_k", "seed")
-        return {key: getattr(self, key) for key in keys}
-
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Contrastive":
-        seed_everything(self.seed)
+        seed_everything(self.options.seed)
         train, vectors = align_items(train, items, self.name)
-        factors = cf_item_factors(train, self.cf_dim, self.seed)
+        factors = cf_item_factors(train, self.options.cf_dim, self.options.seed)
         if factors.ids != vectors.ids:
             raise AssertionError("contrastive: CF factors and audio vectors cover different tracks")
         self.item_ids = vectors.ids
         audio = torch.from_numpy(vectors.matrix).float()
         cf = torch.from_numpy(factors.matrix).float()
-        self.net = ContrastiveNet(audio, cf, self.hidden, self.dim)
+        self.net = ContrastiveNet(audio, cf, self.options.hidden, self.options.dim)
         self.net.audio_tower.set_statistics(audio)
         self.net.cf_tower.set_statistics(cf)
         self.net.to(self.device)
         n_items = len(self.item_ids)
 
         def batches(epoch: int) -> Iterator[torch.Tensor]:
-            order = np.random.default_rng([self.seed, epoch]).permutation(n_items)
-            for start in range(0, n_items, self.batch_size):
-                chosen = order[start:start + self.batch_size]
+            order = np.random.default_rng([self.options.seed, epoch]).permutation(n_items)
+            for start in range(0, n_items, self.options.batch_size):
+                chosen = order[start:start + self.options.batch_size]
                 if len(chosen) > 1:  # a lone item has no negatives
                     yield torch.from_numpy(chosen).to(self.device)
 
         def step(rows: torch.Tensor) -> tuple[torch.Tensor, int]:
             a = self.net.embed_audio(self.net.audio[rows])
             c = self.net.embed_cf(self.net.cf[rows])
-            return decoupled_contrastive_loss(a, c, self.temperature), len(rows)
+            return decoupled_contrastive_loss(a, c, self.options.temperature), len(rows)
 
         evaluate = None if validation is None else (
-            lambda: validation_metric(self.recommend, validation, self.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            lambda: validation_metric(self.recommend, validation, self.options.eval_k))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
-                                 LoopSettings(self.max_epochs, self.patience, "items"))
+                                 LoopSettings(self.options.max_epochs, self.options.patience, "items"))
         return self
 
     @torch.no_grad()
@@ -142,25 +135,20 @@ class Contrastive(ItemScorer):
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         net = self._require_net()
-        n_cf = net.cf.shape[0]  # the first n_cf items are the training tracks, which have CF factors
-        profiles = torch.stack([
-            net.cf[[r for r in seen if r < n_cf]].mean(0) if any(r < n_cf for r in seen)
-            else net.cf.mean(0)  # no known play: the average profile
-            for seen in rows
-        ])
+        profiles = mean_profiles(net.cf, rows, net.cf.shape[0])  # the training tracks come first
         return net.embed_cf(profiles) @ net.embed_audio(net.audio).T
 
     def save(self, folder: str | Path) -> Path:
         net = self._require_net()
-        config = {"recommender": self.name, **self._config(), "item_ids": self.item_ids}
+        config = self.checkpoint_config(item_ids=self.item_ids)
         return save_checkpoint(folder, config, net.state_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> "Contrastive":
         config, tensors = load_checkpoint(folder, cls.name)
-        model = cls(**{k: v for k, v in config.items() if k not in ("recommender", "item_ids")})
+        model = cls.from_config(config)
         model.item_ids = config["item_ids"]
-        model.net = ContrastiveNet(tensors["audio"], tensors["cf"], model.hidden, model.dim)
+        model.net = ContrastiveNet(tensors["audio"], tensors["cf"], model.options.hidden, model.options.dim)
         model.net.load_state_dict(tensors)
         model.net.to(model.device).eval()
         return model

@@ -7,7 +7,9 @@ dominates the cosine (off reproduces the published recommender exactly).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -18,12 +20,17 @@ from recommenders.base import Histories, Rankings, Recommender, register_recomme
 from recommenders.index import VectorIndex
 
 
-@register_recommender("knn")
+@register_recommender
 class ItemKNN(Recommender):
     name = "knn"
+    ranks_new_tracks = True  # every track with a vector is in the index
 
-    def __init__(self, standardize: bool = True) -> None:
-        self.standardize = standardize
+    @dataclass(frozen=True)
+    class Options:
+        standardize: bool = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.items: ItemVectors | None = None
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None, validation=None) -> "ItemKNN":
@@ -31,7 +38,7 @@ class ItemKNN(Recommender):
         if items is None:
             raise ValueError("knn needs item vectors (an embedding table)")
         matrix = items.matrix.astype(np.float32)
-        if self.standardize:
+        if self.options.standardize:
             matrix = (matrix - matrix.mean(axis=0)) / (matrix.std(axis=0) + 1e-6)
         self.items = ItemVectors(items.ids, matrix)
         return self
@@ -61,8 +68,7 @@ class ItemKNN(Recommender):
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json({"name": self.name, "standardize": self.standardize, "item_ids": self.items.ids},
-                   folder / "config.json")
+        write_json(self.checkpoint_config(item_ids=self.items.ids), folder / "config.json")
         with atomic_path(folder / "model.safetensors") as tmp:
             save_file({"items": self.items.matrix}, str(tmp))
         return folder
@@ -73,6 +79,6 @@ class ItemKNN(Recommender):
 
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
-        model = cls(standardize=config["standardize"])
+        model = cls.from_config(config)
         model.items = ItemVectors(config["item_ids"], load_file(str(folder / "model.safetensors"))["items"])
         return model

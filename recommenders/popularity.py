@@ -13,14 +13,15 @@ from recommenders.ranking import ItemScorer
 from recommenders.training import Validation, load_checkpoint, save_checkpoint
 
 
-@register_recommender("popularity")
+@register_recommender
 class Popularity(ItemScorer):
     """Score of a track = number of distinct training users who played it; ignores content and validation."""
 
     name = "popularity"
     uses_content = False
 
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         self.item_ids: list[str] = []
         self.counts = torch.zeros(0)
 
@@ -37,11 +38,11 @@ class Popularity(ItemScorer):
         return self.counts.expand(len(users), -1)
 
     def save(self, folder: str | Path) -> Path:
-        return save_checkpoint(folder, {"recommender": self.name, "item_ids": self.item_ids}, {"counts": self.counts})
+        return save_checkpoint(folder, self.checkpoint_config(item_ids=self.item_ids), {"counts": self.counts})
 
     @classmethod
     def load(cls, folder: str | Path) -> "Popularity":
         config, tensors = load_checkpoint(folder, cls.name)
-        model = cls()
+        model = cls.from_config(config)
         model.item_ids, model.counts = config["item_ids"], tensors["counts"]
         return model

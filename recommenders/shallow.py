@@ -4,7 +4,9 @@ scores, trained with a hinge loss against sampled negatives (the published model
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -45,59 +47,65 @@ class ShallowNet(nn.Module):
         return torch.relu(margin - pos[:, None] + neg).mean()
 
 
-@register_recommender("shallow")
+@register_recommender
 class Shallow(ItemScorer):
     """Shallow model over a backbone's frozen item vectors; early stopping on validation NDCG@`eval_k`."""
 
     name = "shallow"
+    needs_gpu = True
+    ranks_new_tracks = True  # add_items: the shared head maps a new track's vector like any item's
     fits_played_items_only = True  # vectors reach fit through align_items
 
-    def __init__(self, out_dim: int | None = None, margin: float = 0.2, negatives: int = 20, lr: float = 1e-3,
-                 batch_size: int = 512, max_epochs: int = 50, patience: int = 3, eval_k: int = 50, seed: int = 0,
-                 device: str | None = None) -> None:
-        self.out_dim, self.margin, self.negatives, self.lr = out_dim, margin, negatives, lr
-        self.batch_size, self.max_epochs, self.patience, self.eval_k, self.seed = (
-            batch_size, max_epochs, patience, eval_k, seed)
-        self.device = pick_device(device)
+    @dataclass(frozen=True)
+    class Options:
+        out_dim: int | None = None
+        margin: float = 0.2
+        negatives: int = 20
+        lr: float = 1e-3
+        batch_size: int = 512
+        max_epochs: int = 50
+        patience: int = 3
+        eval_k: int = 50
+        seed: int = 0
+        device: str | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.device = pick_device(self.options.device)
         self.item_ids: list[str] = []
         self.user_ids: list[str] = []
         self.net: ShallowNet | None = None
         self.report = FitReport()
 
-    def _config(self) -> dict:
-        return {"out_dim": self.out_dim, "margin": self.margin, "negatives": self.negatives, "lr": self.lr,
-                "batch_size": self.batch_size, "max_epochs": self.max_epochs, "patience": self.patience,
-                "eval_k": self.eval_k, "seed": self.seed}
-
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Shallow":
-        seed_everything(self.seed)
+        seed_everything(self.options.seed)
         train, vectors = align_items(train, items, self.name)
         self.item_ids = vectors.ids
         self.user_ids, sequences = user_sequences(train, self.item_ids)
         item_matrix = torch.from_numpy(vectors.matrix).float()
         users_init = torch.stack([item_matrix[rows].mean(0) for rows in sequences])
-        self.net = ShallowNet(item_matrix, users_init, self.out_dim or vectors.dim).to(self.device)
+        self.net = ShallowNet(item_matrix, users_init, self.options.out_dim or vectors.dim).to(self.device)
         user_col = np.concatenate([np.full(len(rows), u) for u, rows in enumerate(sequences)])
         item_col = np.concatenate([np.asarray(rows) for rows in sequences])
         n_items = len(self.item_ids)
 
         def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-            rng = np.random.default_rng([self.seed, epoch])
+            rng = np.random.default_rng([self.options.seed, epoch])
             order = rng.permutation(len(user_col))
-            for start in range(0, len(order), self.batch_size):
-                chosen = order[start:start + self.batch_size]
-                negatives = rng.integers(0, n_items, size=(len(chosen), self.negatives))
+            for start in range(0, len(order), self.options.batch_size):
+                chosen = order[start:start + self.options.batch_size]
+                negatives = rng.integers(0, n_items, size=(len(chosen), self.options.negatives))
                 yield tuple(torch.from_numpy(a).to(self.device) for a in (user_col[chosen], item_col[chosen], negatives))
 
         def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
-            return self.net.hinge_loss(*batch, margin=self.margin), len(batch[0])
+            return self.net.hinge_loss(*batch, margin=self.options.margin), len(batch[0])
 
         evaluate = None if validation is None else (
-            lambda: validation_metric(self.recommend, validation, self.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            lambda: validation_metric(self.recommend, validation, self.options.eval_k))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
-                                 LoopSettings(self.max_epochs, self.patience, "rows"))
+                                 LoopSettings(self.options.max_epochs, self.options.patience, "rows"))
         return self
 
     def add_items(self, items: ItemVectors) -> None:
@@ -117,13 +125,13 @@ class Shallow(ItemScorer):
         return self.net.embed(vectors) @ self.net.embed(self.net.items).T
 
     def save(self, folder: str | Path) -> Path:
-        config = {"recommender": self.name, **self._config(), "item_ids": self.item_ids, "user_ids": self.user_ids}
+        config = self.checkpoint_config(item_ids=self.item_ids, user_ids=self.user_ids)
         return save_checkpoint(folder, config, self.net.state_dict())
 
     @classmethod
     def load(cls, folder: str | Path) -> "Shallow":
         config, tensors = load_checkpoint(folder, cls.name)
-        model = cls(**{k: v for k, v in config.items() if k not in ("recommender", "item_ids", "user_ids")})
+        model = cls.from_config(config)
         model.item_ids, model.user_ids = config["item_ids"], config["user_ids"]
         items, users = tensors["items"], tensors["users"]
         model.net = ShallowNet(items, users, tensors["head.0.weight"].shape[0])

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from catalog.io import ItemVectors, atomic_path, write_json
-from recommenders.base import Histories, Rankings, histories_from
+from catalog.histories import Histories, Rankings, histories_from
 
 log = logging.getLogger("musicrec.train")
 
@@ -195,12 +195,6 @@ def align_items(train: pl.DataFrame, items: ItemVectors | None, name: str) -> tu
         log.warning("%s: dropped %d of %d plays of tracks without a vector", name, train.height - kept.height,
                     train.height)
     return kept, items.subset(sorted(kept["track_id"].unique().to_list()))
-
-
-def most_played_items(train: pl.DataFrame, max_items: int | None) -> list[str]:
-    """Training items, most-played first (ties by id), cut to `max_items` (None: all); returned sorted by id."""
-    counts = train.group_by("track_id").agg(pl.len().alias("n")).sort(["n", "track_id"], descending=[True, False])
-    return sorted(counts["track_id"].to_list()[: max_items or None])
 
 
 def user_sequences(train: pl.DataFrame, item_ids: list[str]) -> tuple[list[str], list[list[int]]]:

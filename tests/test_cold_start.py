@@ -20,7 +20,8 @@ from evaluation.cold_eval import evaluate_cold
 from evaluation.cold_experiment import mean_over_runs
 from evaluation.cold_splits import cold_split, relevant_by, withheld_artist_ids
 from recommenders.acarec import AcaRec
-from recommenders.base import RECOMMENDERS, histories_from
+from catalog.histories import histories_from
+from recommenders.base import RECOMMENDERS
 from recommenders.knn import ItemKNN
 
 GROUPS, ARTISTS_PER_GROUP, KNOWN, USERS, DIM = 4, 2, 6, 12, 8

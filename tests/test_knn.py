@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from catalog.io import ItemVectors
-from recommenders.base import RECOMMENDERS, histories_from
+from catalog.histories import histories_from
+from recommenders.base import RECOMMENDERS
 from recommenders.index import VectorIndex, l2_normalize
 from recommenders.knn import ItemKNN
 

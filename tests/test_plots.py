@@ -117,7 +117,7 @@ def test_cold_start_sections_split_discovery_and_exploit():
     def row(scenario, novelty, recommender, metric, value, p):
         return {"experiment": "cold_start", "dataset": "demo", "backbone": "handcrafted", "recommender": recommender,
                 "scenario": scenario, "metric": metric, "k": 20, "value": value, "ci_low": value - 0.1,
-                "ci_high": value + 0.1, "n": 10 if novelty == "exploit" else 5, "novelty": novelty, "p_vs_acarec": p}
+                "ci_high": value + 0.1, "n": 10 if novelty == "exploit" else 5, "novelty": novelty, "p_vs_reference": p}
     rows = [row(s, nov, r, m, v, None if r == "acarec" else 0.02)
             for s, novelties in (("semi_cold", ("all", "discovery", "exploit")), ("cold", ("all", "discovery")))
             for nov in novelties for r, v in (("acarec", 0.8), ("knn", 0.3)) for m in ("recall", "ndcg")]

@@ -17,7 +17,8 @@ from torch.nn.functional import normalize as nn_functional_normalize
 from catalog.io import ItemVectors
 from evaluation.metrics import per_user_metrics
 from recommenders import bert4rec, contrastive, ease, hybrid, popularity, shallow  # noqa: F401  (registration)
-from recommenders.base import RECOMMENDERS, histories_from
+from catalog.histories import histories_from
+from recommenders.base import RECOMMENDERS
 from recommenders.shuffled import shuffle_items
 
 CLUSTERS, PER_CLUSTER, USERS_PER_CLUSTER, PLAYS, HELD, DIM = 4, 25, 24, 10, 3, 16

@@ -1,32 +1,31 @@
-"""The cold-start experiment: fit ACARec and the content-only baselines on a `ColdSplit` and score them.
+"""The cold-start experiment: fit the cold-start systems on a `ColdSplit` and score them on new tracks.
 
-Content-only baselines: knn (audio cosine), shallow (its shared head maps a new track's audio like any
-item's), the audio tower of contrastive, hybrid (audio-MLP item factors). Early stopping never sees the test
-users: acarec stops on the validation users' plays of new tracks; shallow, contrastive and hybrid, which rank
-new tracks from audio exactly as known ones, stop on the same validation users' later plays of known tracks.
+A system is a registered recommender that ranks new tracks (`Recommender.ranks_new_tracks`) with its
+options. Early stopping never sees the test users: a system that `early_stops_on_new_tracks` (acarec) stops
+on the validation users' plays of new tracks; the others, which rank new tracks from their vectors exactly as
+known ones, stop on the same validation users' later plays of known tracks. After the fit every system is
+given the new tracks' vectors (`add_items`, where it has one).
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 
+from catalog.histories import histories_from
 from catalog.io import ItemVectors
+from catalog.registry import option_names
 from evaluation.cold_eval import COLD_METRICS, evaluate_cold
 from evaluation.cold_splits import ColdSplit, relevant_by
 from evaluation.splits import hot_split, relevant_sets
-from recommenders.acarec import AcaRec
-from recommenders.base import Recommender, histories_from
-from recommenders.contrastive import Contrastive
-from recommenders.hybrid import Hybrid
-from recommenders.knn import ItemKNN
-from recommenders.shallow import Shallow
+from recommenders.base import Recommender
+
+ColdSystems = Mapping[str, tuple[type[Recommender], Mapping[str, Any]]]  # name -> (class, options)
 
 log = logging.getLogger(__name__)
-REFERENCE = "acarec"
-COLD_SYSTEMS: tuple[str, ...] = ("knn", "shallow", "contrastive", "hybrid", REFERENCE)
 
 
 def hot_validation(interactions: pl.DataFrame, tracks: pl.DataFrame, split: ColdSplit) -> dict[str, set[str]]:
@@ -38,26 +37,21 @@ def hot_validation(interactions: pl.DataFrame, tracks: pl.DataFrame, split: Cold
 
 
 def fit_cold_systems(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.DataFrame, items: ItemVectors,
-                     seed: int = 0, systems: Sequence[str] = COLD_SYSTEMS) -> dict[str, Recommender]:
-    """Fit the named systems on `split.train` with the audio vectors `items` (which hold the new tracks too);
-    every model knows the new tracks afterwards."""
+                     systems: ColdSystems, seed: int = 0) -> dict[str, Recommender]:
+    """Fit every system on `split.train` with the audio vectors `items` (which hold the new tracks too), the
+    `seed` option set to `seed` where the class has one; every model knows the new tracks afterwards."""
     histories = histories_from(split.train)
     new = items.subset([t for t in items.ids if t in split.scenario])
-    hot = (histories, hot_validation(interactions, tracks, split))
-    builders = {
-        "knn": (lambda: ItemKNN(), None),
-        "shallow": (lambda: Shallow(seed=seed), hot),
-        "contrastive": (lambda: Contrastive(seed=seed), hot),
-        "hybrid": (lambda: Hybrid(seed=seed), hot),
-        REFERENCE: (lambda: AcaRec(dict(zip(tracks["track_id"], tracks["artist_id"])), seed=seed),
-                    (histories, relevant_by(split.validation))),
-    }
+    on_known = (histories, hot_validation(interactions, tracks, split))
+    on_new = (histories, relevant_by(split.validation))
+    side = {"tracks": tracks, "interactions": interactions}
     fitted: dict[str, Recommender] = {}
-    for name in systems:
-        build, validation = builders[name]
+    for name, (cls, options) in systems.items():
         started = time.perf_counter()
-        model = build().fit(split.train, items, validation)
-        if hasattr(model, "add_items") and name != REFERENCE:
+        model = cls(**{**options, **({"seed": seed} if "seed" in option_names(cls) else {})})
+        model.use_side_tables({table: side[table] for table in cls.side_tables})
+        model.fit(split.train, items, on_new if cls.early_stops_on_new_tracks else on_known)
+        if hasattr(model, "add_items"):
             model.add_items(new)
         fitted[name] = model
         log.info("cold start: fit %s in %.0f s", name, time.perf_counter() - started)
@@ -72,12 +66,12 @@ def mean_over_runs(runs: Sequence[pl.DataFrame]) -> pl.DataFrame:
 
 
 def run_cold_experiment(split: ColdSplit, interactions: pl.DataFrame, tracks: pl.DataFrame, items: ItemVectors,
-                        k_list: Sequence[int] = (20, 50), seeds: Sequence[int] = (0,),
+                        systems: ColdSystems, k_list: Sequence[int] = (20, 50), seeds: Sequence[int] = (0,),
                         metrics: Sequence[str] = COLD_METRICS, pool: str = "new") -> pl.DataFrame:
     """Per-user test metrics (evaluate_cold columns, `pool` of candidates) of every cold system on one
     backbone's vectors, each system fit once per training seed and each user's metrics averaged over the fits.
     (On the demo, one seed's fits move acarec's semi-cold NDCG@20 by up to .06: .715, .689, .652.)"""
     return mean_over_runs([
-        evaluate_cold(fit_cold_systems(split, interactions, tracks, items, seed), split, k_list, metrics=metrics,
-                      pool=pool)
+        evaluate_cold(fit_cold_systems(split, interactions, tracks, items, systems, seed), split, k_list,
+                      metrics=metrics, pool=pool)
         for seed in seeds])

@@ -1,0 +1,62 @@
+"""`musicrec run`: materialise an experiment through Dagster, rerunning only what is missing or stale.
+
+A run has two Dagster runs: the `embed` job (catalog tables and every backbone table: ingestion sees new
+files, and the embedding runner embeds only new or changed catalog batches), then the assets of the main job
+that are missing or stale after it (`pipelines.staleness`). Both are recorded in the Dagster instance of
+$DAGSTER_HOME, else of `<storage>/dagster`, so `dagster dev` shows them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from assets.experiment import REPO_ROOT, Experiment
+from pipelines.definitions import MAIN_JOB, build_definitions
+from pipelines.staleness import outdated_assets
+
+
+def instance_for(experiment: Experiment) -> dg.DagsterInstance:
+    """The Dagster instance of $DAGSTER_HOME, else `<storage>/dagster` (created with the repository's
+    dagster.yaml)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or experiment.storage / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def report_path(experiment: Experiment) -> Path:
+    return experiment.storage / "reports" / "report.md"
+
+
+def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
+                   say: Callable[[str], None] = print) -> set[dg.AssetKey]:
+    """Materialise `experiment` in `instance`; returns the asset keys materialised by the second run (empty
+    when everything was up to date). RuntimeError when a run fails."""
+    defs = build_definitions(experiment)
+    say(f"musicrec: experiment {experiment.name}: catalog and embeddings")
+    embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False)
+    if not embed.success:
+        raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
+    outdated = outdated_assets(defs, instance, MAIN_JOB)
+    if not outdated:
+        say("musicrec: every asset is up to date")
+        return outdated
+    say(f"musicrec: materialising {len(outdated)} missing or stale asset(s)")
+    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
+        instance=instance, asset_selection=sorted(outdated), raise_on_error=False)
+    if not result.success:
+        raise RuntimeError(f"run {result.run_id} failed: {_failure(result)}")
+    return outdated
+
+
+def _failure(result) -> str:
+    """The failed steps of a run and their error messages."""
+    lines = [f"step {event.step_key}: {event.step_failure_data.error.message.strip()}"
+             for event in result.all_events if event.is_step_failure]
+    return "; ".join(lines) or "see the run log"
