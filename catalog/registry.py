@@ -100,6 +100,8 @@ class Registry(Generic[T]):
             raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self._classes)}")
         return self._classes[name]
 
+    __getitem__ = get
+
     def __contains__(self, name: object) -> bool:
         self._discover()
         return name in self._classes

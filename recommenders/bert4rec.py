@@ -42,7 +42,7 @@ class Bert4RecNet(nn.Module):
     def __init__(self, n_items: int, hidden: int, max_len: int, frozen: torch.Tensor | None = None,
                  layers: int = 2, heads: int = 2, ffn: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
-        self.n_items, self.options.max_len = n_items, max_len
+        self.n_items, self.max_len = n_items, max_len
         if frozen is not None:
             self.register_buffer("item_vectors", frozen)
             self.project = nn.Identity() if frozen.shape[1] == hidden else nn.Linear(frozen.shape[1], hidden)
@@ -52,7 +52,7 @@ class Bert4RecNet(nn.Module):
         self.position = nn.Embedding(max_len, hidden)
         nn.init.normal_(self.position.weight, std=0.02)  # same scale as the learned items (BERT's init)
         self.norm = nn.LayerNorm(hidden)
-        self.options.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(hidden, heads, ffn, dropout, activation="gelu", batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.bias = nn.Parameter(torch.zeros(n_items))
@@ -80,7 +80,7 @@ class Bert4RecNet(nn.Module):
         # positions count back from the newest play (the last column is 0), so a play's position does not
         # depend on how wide its batch was padded (training batches and recommendation batches differ)
         positions = torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)
-        x = self.options.dropout(self.norm(table[tokens] + self.position(positions)[None]))
+        x = self.dropout(self.norm(table[tokens] + self.position(positions)[None]))
         return self.encoder(x, src_key_padding_mask=tokens == self.pad), items
 
     def logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -24,4 +24,4 @@ def test_definitions_module_loads_the_asset_graph():
 
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"tracks", "interactions", "embeddings_random", "embeddings_handcrafted", "report"} <= keys
-    assert defs.resolve_job_def("demo").name == "demo"
+    assert defs.resolve_job_def("experiment").name == "experiment"

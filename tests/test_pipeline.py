@@ -6,22 +6,14 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import TINY, copy_catalog
+from conftest import copy_catalog, demo_experiment
 
 from catalog.io import read_metadata, read_table
 from embedders.runner import embedding_files, read_backbone
-from pipelines.definitions import build_definitions
-from pipelines.resources import CatalogResource
+from pipelines.definitions import MAIN_JOB, build_definitions
 
 pytestmark = pytest.mark.slow
 BATCHES = ["b000", "b001"]
-
-
-def tiny_resource() -> CatalogResource:
-    return CatalogResource(
-        source="demo", seed=TINY.seed, n_artists=TINY.n_artists, tracks_per_artist=TINY.tracks_per_artist,
-        n_pieces=TINY.n_pieces, n_users=TINY.n_users, mean_plays_per_user=TINY.mean_plays_per_user,
-        n_batches=TINY.n_batches, clip_seconds=TINY.clip_seconds)
 
 
 def embedding_metadata(result: dg.ExecuteInProcessResult, backbone: str) -> dict:
@@ -31,22 +23,22 @@ def embedding_metadata(result: dg.ExecuteInProcessResult, backbone: str) -> dict
 
 @pytest.fixture(scope="module")
 def pipeline(tiny_catalog, tmp_path_factory):
-    """(storage root, definitions, instance, result of the full demo job)."""
-    assert tiny_resource().demo_config() == TINY  # so the copied catalog counts as up to date
+    """(storage root, definitions, instance, result of the full experiment job): experiments/demo.yaml on the
+    tiny demo catalog (conftest's TINY is its "tiny" size, so the copied catalog counts as up to date)."""
     root = tmp_path_factory.mktemp("storage")
     copy_catalog(tiny_catalog, root / "catalog" / "demo")  # the render itself is tested in test_demo_catalog
-    defs = build_definitions(storage_root=str(root), catalog=tiny_resource())
+    defs = build_definitions(demo_experiment(root))
     instance = dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("demo").execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(instance=instance, raise_on_error=False)
     return root, defs, instance, result
 
 
-def test_demo_job_materialises_every_asset(pipeline):
+def test_experiment_job_materialises_every_asset(pipeline):
     _, defs, _, result = pipeline
     failed = [event.step_key for event in result.all_events if event.is_step_failure]
     assert result.success, f"failed steps: {failed}"
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
-    in_demo_job = set(defs.resolve_job_def("demo").asset_layer.executable_asset_keys)
+    in_demo_job = set(defs.resolve_job_def(MAIN_JOB).asset_layer.executable_asset_keys)
     assert materialized == in_demo_job
     assert {dg.AssetKey("report"), dg.AssetKey("cold_start_table"), dg.AssetKey("search_index")} <= in_demo_job
     checks = result.get_asset_check_evaluations()
@@ -107,7 +99,7 @@ def test_second_run_embeds_nothing(pipeline):
     files = sorted((root / "embeddings").rglob("*.parquet"))
     mtimes = {p: p.stat().st_mtime_ns for p in files}
     stages = dg.AssetSelection.groups("catalog", "embeddings").resolve(defs.resolve_asset_graph())
-    again = defs.resolve_job_def("demo").execute_in_process(instance=instance, asset_selection=list(stages))
+    again = defs.resolve_job_def(MAIN_JOB).execute_in_process(instance=instance, asset_selection=list(stages))
     assert again.success
     for backbone in ("random", "handcrafted"):
         meta = embedding_metadata(again, backbone)

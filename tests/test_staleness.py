@@ -1,54 +1,26 @@
 """Only stale stages rerun: a new catalog batch embeds only itself and retrains the models below it once;
 a backbone's code-version bump reruns only that backbone's branch. Checked through Dagster's own automation
 condition evaluation on a real (ephemeral) instance and a tiny folder catalog."""
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
-import polars as pl
 import pytest
-import soundfile as sf
+from conftest import make_folder_catalog, write_tone
 
-from assets.experiment import Experiment
-from catalog.io import write_table
+from assets.experiment import parse_experiment
 from embedders.handcrafted import HandcraftedEmbedder
 from pipelines.automation_eval import run_assets, stale_assets
-from pipelines.definitions import build_definitions
-from pipelines.resources import CatalogResource
-
-SAMPLE_RATE = 16000
-# tones carry no tags, artists or release dates: only the hot matrix applies to this catalog
-EXPERIMENT = Experiment(backbones=("random", "handcrafted"), content_recommenders=("knn", "shallow"),
-                        cf_baselines=("popularity",), studies=("hot",),
-                        options={"shallow": {"max_epochs": 2, "patience": 1}})
+from pipelines.definitions import MAIN_JOB, build_definitions
 
 
-def write_tone(path: Path, frequency: float, seconds: float = 1.5) -> None:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32), SAMPLE_RATE)
-
-
-def make_folder_catalog(root: Path) -> Path:
-    """Two batches of tones (low and high), and listeners who each prefer one register. Returns the
-    interactions Parquet path (track ids are `<batch>/<name>` as ingestion derives them)."""
-    tracks = []
-    for batch in ("b000", "b001"):
-        for i in range(6):
-            frequency = 110.0 * (1 + i % 3) if i < 3 else 1760.0 * (1 + i % 3)
-            write_tone(root / batch / f"tone{i}.wav", frequency)
-            tracks.append((f"{batch}/tone{i}", i < 3))
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(30):
-        likes_low = u % 2 == 0
-        liked = [t for t, low in tracks if low == likes_low]
-        for j, track in enumerate(rng.permutation(liked)[:5]):
-            rows.append((f"u{u:02d}", str(track), datetime(2024, 1, 1) + timedelta(days=int(j * 7 + rng.integers(0, 3))), 1))
-    interactions = pl.DataFrame(rows, schema=["user_id", "track_id", "timestamp", "count"], orient="row")
-    return write_table(interactions.with_columns(pl.col("timestamp").cast(pl.Datetime("us"))), "interactions",
-                       root.parent / "interactions.parquet")
+def tone_experiment(folder: Path, interactions: Path, storage: Path):
+    """Tones carry no tags, artists or release dates: only the hot matrix applies to this catalog."""
+    return parse_experiment({
+        "name": "tones", "storage": str(storage),
+        "catalog": {"kind": "folder", "folder": str(folder), "interactions": str(interactions)},
+        "backbones": {"random": {}, "handcrafted": {}},
+        "recommenders": {"knn": {}, "shallow": {"max_epochs": 2, "patience": 1}},
+        "baselines": ["popularity"], "studies": ["hot"]})
 
 
 def embedded_batches(result, backbone: str) -> list[str]:
@@ -62,15 +34,14 @@ def embedded_batches(result, backbone: str) -> list[str]:
 def catalog_setup(tmp_path: Path):
     folder = tmp_path / "catalog"
     interactions = make_folder_catalog(folder)
-    catalog = CatalogResource(source="folder", folder=str(folder), interactions=str(interactions))
-    return folder, catalog, str(tmp_path / "storage")
+    return folder, tone_experiment(folder, interactions, tmp_path / "storage")
 
 
 def test_new_batch_embeds_only_itself_and_retrains_downstream_once(catalog_setup):
-    folder, catalog, storage = catalog_setup
-    defs = build_definitions(storage, catalog, EXPERIMENT)
+    folder, experiment = catalog_setup
+    defs = build_definitions(experiment)
     instance = dg.DagsterInstance.ephemeral()
-    first = run_assets(defs, "demo", instance)
+    first = run_assets(defs, MAIN_JOB, instance)
     assert embedded_batches(first, "handcrafted") == ["b000", "b001"]
     nothing, cursor = stale_assets(defs, instance)
     assert nothing == set()
@@ -88,7 +59,7 @@ def test_new_batch_embeds_only_itself_and_retrains_downstream_once(catalog_setup
     # interactions did not change, so neither the split nor the pure-CF baseline is stale
     assert not stale & {"hot_train", "model_popularity__none", "eval_popularity__none"}
 
-    rerun = run_assets(defs, "demo", instance, stale)
+    rerun = run_assets(defs, MAIN_JOB, instance, stale)
     refit = {event.asset_key.to_user_string(): event.materialization.metadata["refit"].value
              for event in rerun.get_asset_materialization_events() if "refit" in event.materialization.metadata}
     # the new tones have no plays: shallow, which reads only played tracks' vectors, reuses its saved model;
@@ -100,14 +71,14 @@ def test_new_batch_embeds_only_itself_and_retrains_downstream_once(catalog_setup
 
 
 def test_code_version_bump_reruns_only_that_backbone(catalog_setup, monkeypatch):
-    _, catalog, storage = catalog_setup
+    _, experiment = catalog_setup
     instance = dg.DagsterInstance.ephemeral()
-    defs = build_definitions(storage, catalog, EXPERIMENT)
-    run_assets(defs, "demo", instance)
+    defs = build_definitions(experiment)
+    run_assets(defs, MAIN_JOB, instance)
     _, cursor = stale_assets(defs, instance)
 
     monkeypatch.setattr(HandcraftedEmbedder, "version", "2-test")
-    bumped = build_definitions(storage, catalog, EXPERIMENT)
+    bumped = build_definitions(experiment)
     stale, _ = stale_assets(bumped, instance, cursor)
     assert "embeddings_handcrafted" in stale
     assert {"model_knn__handcrafted", "eval_knn__handcrafted", "report"} <= stale
