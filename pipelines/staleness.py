@@ -10,15 +10,22 @@ from dagster._time import get_current_datetime
 
 def outdated_assets(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str) -> set[dg.AssetKey]:
     """The assets of job `job_name` that are missing or stale (their code version changed, or an upstream
-    asset has a data version they did not consume), extended to whole multi-assets that cannot be subset."""
+    asset has a data version they did not consume), everything downstream of those in the job (it will read
+    their new outputs), and whole multi-assets that cannot be subset."""
     graph = defs.resolve_asset_graph()
     keys = defs.resolve_job_def(job_name).asset_layer.executable_asset_keys
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
                           instance=instance, asset_graph=graph)
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
-    outdated = {key for key in keys if resolver.get_status(key) != StaleStatus.FRESH}
-    for key in list(outdated):
-        assets_def = graph.get(key).assets_def
-        if not assets_def.can_subset:
-            outdated |= set(assets_def.keys)
+    pending = [key for key in keys if resolver.get_status(key) != StaleStatus.FRESH]
+    outdated: set[dg.AssetKey] = set()
+    while pending:
+        key = pending.pop()
+        if key in outdated or key not in keys:
+            continue
+        outdated.add(key)
+        node = graph.get(key)
+        pending += list(node.child_keys)
+        if not node.assets_def.can_subset:
+            pending += list(node.assets_def.keys)
     return outdated

@@ -9,13 +9,22 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.checks import (artist_edges_are_valid, artists_are_valid, hot_split_is_valid, metrics_are_valid,
+from assets.checks import (artist_edges_are_valid, build_artists_check, hot_split_is_valid, metrics_are_valid,
                            queries_are_valid)
+from assets.experiment import parse_experiment
 from catalog.schemas import METRICS, SPECS
-from pipelines.resources import CatalogResource
 
-DEMO_CATALOG = CatalogResource(source="demo")
 T0 = datetime(2024, 1, 1)
+
+
+def artists_check(catalog: dict) -> dg.AssetChecksDefinition:
+    """The artists check of an experiment whose catalog is `catalog` (the experiment file's `catalog` key)."""
+    experiment = parse_experiment({"name": "t", "storage": "/x/storage", "catalog": catalog})
+    return build_artists_check(experiment)
+
+
+DEMO_CATALOG = {"kind": "demo", "size": "tiny"}
+artists_are_valid = artists_check(DEMO_CATALOG)
 
 
 def table(kind: str, rows: list[tuple]) -> pl.DataFrame:
@@ -31,11 +40,10 @@ def table_asset(name: str, value: pl.DataFrame) -> dg.AssetsDefinition:
     return stand_in
 
 
-def evaluate(check: dg.AssetChecksDefinition, catalog: CatalogResource = DEMO_CATALOG,
-             **tables: pl.DataFrame) -> dg.AssetCheckEvaluation:
+def evaluate(check: dg.AssetChecksDefinition, **tables: pl.DataFrame) -> dg.AssetCheckEvaluation:
     """Materialise `tables` as assets of those names, run `check` on them and return its evaluation."""
     result = dg.materialize([*(table_asset(n, t) for n, t in tables.items()), check], raise_on_error=False,
-                            resources={"catalog": catalog, "io_manager": dg.mem_io_manager})
+                            resources={"io_manager": dg.mem_io_manager})
     (evaluation,) = result.get_asset_check_evaluations()
     return evaluation
 
@@ -63,13 +71,13 @@ def test_artists_duplicate_id_fails():
 
 def test_artists_empty_fails_when_the_catalog_provides_artists():
     assert_fails(evaluate(artists_are_valid, artists=table("artists", [])), "artists table is empty", "'demo'")
-    with_file = CatalogResource(source="folder", folder="/x", artists="/x/artists.parquet")
-    assert_fails(evaluate(artists_are_valid, with_file, artists=table("artists", [])), "/x/artists.parquet")
+    with_file = artists_check({"kind": "folder", "folder": "/x", "artists": "/x/artists.parquet"})
+    assert_fails(evaluate(with_file, artists=table("artists", [])), "/x/artists.parquet")
 
 
 def test_artists_empty_passes_for_a_folder_catalog_without_artists():
-    folder = CatalogResource(source="folder", folder="/x")
-    assert evaluate(artists_are_valid, folder, artists=table("artists", [])).passed
+    folder = artists_check({"kind": "folder", "folder": "/x"})
+    assert evaluate(folder, artists=table("artists", [])).passed
 
 
 # ------------------------------------------------------------------------------------------- artist_edges
@@ -177,7 +185,7 @@ def test_failing_blocking_check_stops_downstream_assets():
 
     duplicated = table("artists", [("a1", "Ann"), ("a1", "Ann again")])
     result = dg.materialize([table_asset("artists", duplicated), artists_are_valid, artist_count],
-                            raise_on_error=False, resources={"catalog": DEMO_CATALOG, "io_manager": dg.mem_io_manager})
+                            raise_on_error=False, resources={"io_manager": dg.mem_io_manager})
     assert not result.success
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey("artists")}  # artist_count never ran

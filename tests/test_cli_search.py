@@ -1,8 +1,11 @@
 """`musicrec search` answers from an index built in a temporary storage folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
+import yaml
 
 from pipelines.cli import build_parser, main
 from recommenders.text_search import TextSearchIndex, build_search_index, track_descriptor
@@ -42,11 +45,33 @@ def test_cli_prints_ranked_results(storage, capsys) -> None:
     assert 0.3 < score <= 1.0
 
 
-def test_cli_reads_storage_from_environment(storage, capsys, monkeypatch) -> None:
-    monkeypatch.setenv("MUSICREC_STORAGE", str(storage))
+def experiment_file(folder: Path, storage: Path) -> Path:
+    """An experiment file (tiny demo catalog) whose outputs live in `storage`."""
+    path = folder / "search.yaml"
+    path.write_text(yaml.safe_dump({"name": "search", "storage": str(storage),
+                                    "catalog": {"kind": "demo", "size": "tiny"}}))
+    return path
+
+
+def test_cli_reads_storage_from_the_experiment_file(storage, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("MUSICREC_EXPERIMENT", raising=False)
+    path = experiment_file(tmp_path, storage)
+    assert main(["search", "choir singing a sad hymn", "-k", "1", "--experiment", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Hymn of Voices" in out and "a3" in out  # artist without a name falls back to its id
+
+
+def test_cli_reads_the_experiment_from_environment(storage, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("MUSICREC_EXPERIMENT", str(experiment_file(tmp_path, storage)))
     assert main(["search", "choir singing a sad hymn", "-k", "1"]) == 0
     out = capsys.readouterr().out
     assert "Hymn of Voices" in out and "a3" in out  # artist without a name falls back to its id
+
+
+def test_storage_overrides_the_experiment(storage, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("MUSICREC_EXPERIMENT", str(experiment_file(tmp_path, tmp_path / "empty")))
+    assert main(["search", "choir singing a sad hymn", "-k", "1", "--storage", str(storage)]) == 0
+    assert "Hymn of Voices" in capsys.readouterr().out
 
 
 def test_index_round_trip_and_scores(storage) -> None:
@@ -61,6 +86,8 @@ def test_cli_without_index_explains(tmp_path, capsys) -> None:
     assert "no search index" in capsys.readouterr().err
 
 
-def test_parser_lists_search_subcommand() -> None:
+def test_parser_lists_search_subcommand(monkeypatch) -> None:
+    monkeypatch.delenv("MUSICREC_EXPERIMENT", raising=False)
     args = build_parser().parse_args(["search", "calm piano"])
     assert args.k == 10 and args.text == "calm piano" and args.handler.__name__ == "run_search"
+    assert args.storage is None and args.experiment.parts[-2:] == ("experiments", "demo.yaml")

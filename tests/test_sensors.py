@@ -1,4 +1,4 @@
-"""The new-batch sensor (pipelines/sensors.py::new_catalog_batches) evaluated with Dagster's own sensor context
+"""The new-batch sensor (pipelines/sensors.py::build_new_batches_sensor) evaluated with Dagster's own sensor context
 on a folder catalog: first sight of the batches, a quiet second tick, a new batch, skipped non-audio files, and
 a demo catalog that never receives batches."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 from conftest import write_sine
 
-from pipelines.resources import CatalogResource
-from pipelines.sensors import new_catalog_batches
+from assets.experiment import parse_experiment
+from pipelines.sensors import build_new_batches_sensor
 
 TAG = "musicrec/new_batches"
 
@@ -25,13 +25,20 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def sensor_for(folder: Path, source: str = "folder") -> dg.SensorDefinition:
+    """The sensor of an experiment whose catalog is the folder `folder` (or, source "demo", the demo)."""
+    catalog = {"kind": "folder", "folder": str(folder)} if source == "folder" else {"kind": source, "size": "tiny"}
+    experiment = parse_experiment({"name": "t", "storage": str(folder.parent / "storage"), "catalog": catalog,
+                                   "backbones": {"random": {}}, "recommenders": {"knn": {}}}, base=folder.parent)
+    return build_new_batches_sensor(experiment)
+
+
 def evaluate(folder: Path, cursor: str | None = None, source: str = "folder"):
     """(sensor result, context after the evaluation, log messages of the evaluation)."""
-    catalog = CatalogResource(source=source, folder=str(folder))
-    context = dg.build_sensor_context(cursor=cursor, resources={"catalog": catalog})
+    context = dg.build_sensor_context(cursor=cursor)
     records = Records()
     context.log.addHandler(records)  # the context keeps one logger: the sensor logs through this one
-    return new_catalog_batches(context), context, records.messages
+    return sensor_for(folder, source)(context), context, records.messages
 
 
 def catalog_folder(tmp_path: Path, batches=("b000", "b001")) -> Path:
