@@ -4,11 +4,11 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.experiment import REPO_ROOT
 from assets.placement import placement
+from assets.resources import StorageResource
 from catalog.olga import artist_features_from_tracks, graph_from_tables, load_olga
 from embedders.runner import read_backbone
-from assets.experiment import REPO_ROOT
-from assets.resources import StorageResource
 from recommenders.artist_gnn import run_layer_sweep
 
 DEMO_LAYERS = (0, 1, 2)

@@ -7,8 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.experiment import (Catalog, DemoCatalog, Experiment, FolderCatalog, Music4AllOnionCatalog,
-                               TablesCatalog)
+from assets.experiment import Catalog, DemoCatalog, Experiment, FolderCatalog, Music4AllOnionCatalog, TablesCatalog
 from assets.resources import StorageResource
 from catalog.demo import DemoConfig, build_demo_catalog
 from catalog.ingest import ingest_folder

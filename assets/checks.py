@@ -4,10 +4,10 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from catalog.schemas import SchemaError, check_references
-from embedders.runner import read_backbone, read_backbone_failures
 from assets.experiment import Experiment
 from assets.resources import StorageResource
+from catalog.schemas import SchemaError, check_references
+from embedders.runner import read_backbone, read_backbone_failures
 
 MIN_EMBEDDED_FRACTION = 0.95  # at least this share of catalog tracks must have a vector
 

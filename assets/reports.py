@@ -9,8 +9,14 @@ from assets.resources import StorageResource
 from catalog.io import atomic_path
 from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
 from evaluation.report import (
-    artist_similarity_section, cold_start_sections, html_report, markdown_plot_links, markdown_report, metrics_table,
-    significance_table, tags_section,
+    artist_similarity_section,
+    cold_start_sections,
+    html_report,
+    markdown_plot_links,
+    markdown_report,
+    metrics_table,
+    significance_table,
+    tags_section,
 )
 
 

@@ -5,9 +5,9 @@ import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
 from assets.placement import placement
-from evaluation.text_retrieval import run_text_retrieval_experiment
 from assets.resources import StorageResource
 from recommenders.text_biencoder import FineTuneSettings
+from recommenders.text_retrieval import run_text_retrieval_experiment
 from recommenders.text_search import build_search_index
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.experiment import DEMO, Experiment
+import yaml
+
+from assets.experiment import parse_experiment
 from catalog.io import write_table
 from pipelines.automation_eval import run_assets, stale_assets
-from pipelines.definitions import build_definitions
-from pipelines.resources import CatalogResource
+from pipelines.definitions import MAIN_JOB, build_definitions
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,15 +67,18 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.scratch, ignore_errors=True)
     folder, interactions, held = stage_catalog(args.catalog, args.scratch, args.fraction)
-    experiment = Experiment(content_recommenders=("knn",), cf_baselines=("popularity",)) if args.small else DEMO
-    catalog = CatalogResource(source="folder", folder=str(folder), metadata_csv=str(folder / "metadata.csv"),
-                              interactions=str(interactions), artists=str(args.catalog / "artists.parquet"),
-                              artist_edges=str(args.catalog / "artist_edges.parquet"))
-    defs = build_definitions(str(args.scratch / "storage"), catalog, experiment)
+    demo = yaml.safe_load((REPO / "experiments" / "demo.yaml").read_text())
+    small = {"recommenders": {"knn": {}}, "baselines": ["popularity"]} if args.small else {}
+    experiment = parse_experiment({
+        **demo, **small, "name": "incremental", "storage": str(args.scratch / "storage"),
+        "catalog": {"kind": "folder", "folder": str(folder), "metadata_csv": str(folder / "metadata.csv"),
+                    "interactions": str(interactions), "artists": str(args.catalog / "artists.parquet"),
+                    "artist_edges": str(args.catalog / "artist_edges.parquet")}})
+    defs = build_definitions(experiment)
     instance = dg.DagsterInstance.ephemeral()
 
     started = time.perf_counter()
-    run_assets(defs, "demo", instance)
+    run_assets(defs, MAIN_JOB, instance)
     full = time.perf_counter() - started
     _, cursor = stale_assets(defs, instance)
 
@@ -88,7 +92,7 @@ def main() -> None:
     run_assets(defs, "embed", instance)
     stale, _ = stale_assets(defs, instance, cursor)
     if stale:
-        run_assets(defs, "demo", instance, stale)
+        run_assets(defs, MAIN_JOB, instance, stale)
     incremental = time.perf_counter() - started
 
     print(f"{'run':<34}{'wall s':>9}{'share':>8}")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from catalog.lpmusiccaps import read_lpmusiccaps  # noqa: E402
-from evaluation.text_retrieval import run_text_retrieval_experiment  # noqa: E402
+from recommenders.text_retrieval import run_text_retrieval_experiment  # noqa: E402
 from recommenders.text_biencoder import FineTuneSettings  # noqa: E402
 
 # Recall@10 (%) from the paper: LP-MusicCaps-MC and MagnaTagATune; the pretrained model there is msmarco-BERT.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,7 @@ def ingest_folder(root: str | Path, metadata_csv: str | Path | None = None) -> I
         raise FileNotFoundError(f"{root}: catalog folder does not exist")
     metadata = read_metadata_csv(Path(metadata_csv)) if metadata_csv else {}
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     tracks: list[dict] = []
     failures: list[dict] = []
     for path in files:

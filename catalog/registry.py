@@ -42,6 +42,9 @@ class Configurable:
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise TypeError(f"{self.name}: unknown option(s) {unknown}; allowed: {list(allowed)}")
+        missing = [name for name in required_options(type(self)) if name not in options]
+        if missing:
+            raise TypeError(f"{self.name}: missing required option(s) {missing}")
         self.options = self.Options(**options)
 
     def options_dict(self) -> dict[str, Any]:
@@ -52,6 +55,12 @@ class Configurable:
 def option_names(cls: type[Configurable]) -> tuple[str, ...]:
     """The option names a class accepts, in declaration order."""
     return tuple(f.name for f in dataclasses.fields(cls.Options))
+
+
+def required_options(cls: type[Configurable]) -> tuple[str, ...]:
+    """The options of a class that have no default (the constructor needs them)."""
+    return tuple(f.name for f in dataclasses.fields(cls.Options)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
 def options_digest(options: Mapping[str, Any] | Any) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ class EmbeddingResult:
 
 def _failure(track_id: str, stage: str, error: str) -> dict:
     return {"track_id": track_id, "stage": stage, "error": error,
-            "at": datetime.now(timezone.utc).replace(tzinfo=None)}
+            "at": datetime.now(UTC).replace(tzinfo=None)}
 
 
 def _decode_batch(

@@ -6,7 +6,7 @@ import html
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -71,7 +71,7 @@ def markdown_report(
 ) -> str:
     """A Markdown report: one table per scenario with mean [95% CI] of each shown metric at `k`, and the
     paired-test marks against the `baseline_backbone` twin (* p<.05, ** p<.01, *** p<.001)."""
-    lines = [f"# {title}", "", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+    lines = [f"# {title}", "", f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
              f"Mean over test users with 95% t-intervals; marks: Wilcoxon signed-rank test against the same "
              f"recommender on `{baseline_backbone}` embeddings (* p<.05, ** p<.01, *** p<.001, n.s. otherwise).", ""]
     for scenario in metrics["scenario"].unique(maintain_order=True).to_list():
@@ -158,7 +158,7 @@ def html_report(
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
            f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
-           f'<p class="note">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Mean over test users with '
+           f'<p class="note">Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Mean over test users with '
            f"95% t-intervals in brackets; marks: Wilcoxon signed-rank test against the same recommender on "
            f"<code>{e(baseline_backbone)}</code> embeddings (* p&lt;.05, ** p&lt;.01, *** p&lt;.001, n.s. "
            f"otherwise; no mark: the baseline itself or no twin).</p>"]

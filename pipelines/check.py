@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assets.experiment import (Experiment, ExperimentError, FolderCatalog, Music4AllOnionCatalog, TablesCatalog,
-                               load_experiment)
+from assets.experiment import (
+    Experiment,
+    ExperimentError,
+    FolderCatalog,
+    Music4AllOnionCatalog,
+    TablesCatalog,
+    load_experiment,
+)
 from catalog.ingest import AUDIO_SUFFIXES
 from catalog.io import read_table
 from catalog.music4all import read_listening_tsv, read_track_information

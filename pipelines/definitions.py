@@ -12,8 +12,16 @@ import dagster as dg
 
 from assets.artist_similarity import build_demo_artist_similarity_asset, olga_layer_sweep
 from assets.catalog import build_catalog_asset
-from assets.checks import (artist_edges_are_valid, build_artists_check, build_embedding_check, hot_split_is_valid,
-                           interactions_are_valid, metrics_are_valid, queries_are_valid, tracks_are_valid)
+from assets.checks import (
+    artist_edges_are_valid,
+    build_artists_check,
+    build_embedding_check,
+    hot_split_is_valid,
+    interactions_are_valid,
+    metrics_are_valid,
+    queries_are_valid,
+    tracks_are_valid,
+)
 from assets.cold_start import build_cold_start_asset, build_cold_start_table_asset
 from assets.embeddings import build_embedding_asset, build_tags_asset, build_tags_summary_asset
 from assets.experiment import DEFAULT_EXPERIMENT, Experiment, load_experiment

@@ -22,7 +22,6 @@ from catalog.io import ItemVectors, update_with_table
 from catalog.registry import Configurable, Registry, options_digest
 
 
-
 class Recommender(Configurable, ABC):
     """A recommender. Besides `Configurable`'s name, version, Options and needs_gpu, a class declares:"""
 

@@ -21,16 +21,23 @@ import polars as pl
 import torch
 from torch import nn
 
-from catalog.io import ItemVectors
 from catalog.histories import histories_from
+from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.cf import cf_item_factors, most_played_items
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device,
-    save_checkpoint, seed_everything, train_loop, validation_metric,
+    FitReport,
+    LoopSettings,
+    Validation,
+    align_items,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    train_loop,
+    validation_metric,
 )
-
 
 CF_INIT_NORM = 1.0  # root-mean-square row norm of a CF-initialised item table (item_init="cf")
 

@@ -25,8 +25,16 @@ from recommenders.cf import cf_item_factors
 from recommenders.layers import Tower, mean_profiles
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
-    seed_everything, train_loop, validation_metric,
+    FitReport,
+    LoopSettings,
+    Validation,
+    align_items,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    train_loop,
+    validation_metric,
 )
 
 

@@ -7,17 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
-import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import svds
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.ranking import ItemScorer
 from recommenders.cf import interaction_matrix, most_played_items
 from recommenders.layers import multi_hot
+from recommenders.ranking import ItemScorer
 from recommenders.training import Validation, load_checkpoint, pick_device, save_checkpoint
 
 log = logging.getLogger("musicrec.ease")

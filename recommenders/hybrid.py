@@ -22,8 +22,17 @@ from recommenders.base import register_recommender
 from recommenders.layers import Tower, multi_hot
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
-    seed_everything, train_loop, user_sequences, validation_metric,
+    FitReport,
+    LoopSettings,
+    Validation,
+    align_items,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    train_loop,
+    user_sequences,
+    validation_metric,
 )
 
 

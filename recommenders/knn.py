@@ -6,7 +6,7 @@ dominates the cosine (off reproduces the published recommender exactly).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

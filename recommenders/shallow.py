@@ -17,8 +17,17 @@ from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport, LoopSettings, Validation, align_items, load_checkpoint, pick_device, save_checkpoint,
-    seed_everything, train_loop, user_sequences, validation_metric,
+    FitReport,
+    LoopSettings,
+    Validation,
+    align_items,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    seed_everything,
+    train_loop,
+    user_sequences,
+    validation_metric,
 )
 
 

@@ -23,27 +23,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from catalog.io import write_json
+from evaluation.text_retrieval import DESCRIPTOR_SEPARATOR
 from recommenders.training import pick_device, seed_everything
 
 log = logging.getLogger("musicrec.text")
 
-DESCRIPTOR_SEPARATOR = ", "  # song descriptors are tags joined by this separator (the published protocol)
 PROVENANCE_FILE = "musicrec_text_biencoder.json"
-
-
-class TextRetriever(Protocol):
-    """Anything that ranks a corpus of documents for each of a batch of queries."""
-
-    name: str
-
-    def rank(self, queries: Sequence[str], documents: Sequence[str], k: int) -> np.ndarray:
-        """int64 (len(queries), min(k, len(documents))): document rows per query, best first."""
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import faiss
-import numpy as np
 import polars as pl
 
 from catalog.io import atomic_path, write_json, write_parquet

@@ -21,8 +21,8 @@ import polars as pl
 import torch
 from safetensors.torch import load_file, save_file
 
-from catalog.io import ItemVectors, atomic_path, write_json
 from catalog.histories import Histories, Rankings, histories_from
+from catalog.io import ItemVectors, atomic_path, write_json
 
 log = logging.getLogger("musicrec.train")
 

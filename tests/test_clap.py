@@ -8,6 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, PreTrainedTokenizerFast
 
+from assets.experiment import ExperimentError, parse_experiment
 from embedders.base import Embedder, create_embedder
 from embedders.clap import ClapEmbedder
 from embedders.clap_laion import LaionCheckpointError, laion_config, laion_to_transformers
@@ -216,9 +217,11 @@ def test_laion_mapping_covers_every_transformers_weight(tiny_model):
 
 
 def test_laion_checkpoint_without_config_or_with_wrong_config(laion_checkpoint, monkeypatch):
-    path, _ = laion_checkpoint
-    monkeypatch.delenv("MUSICREC_CLAP_CONFIG", raising=False)
-    with pytest.raises(FileNotFoundError, match="MUSICREC_CLAP_CONFIG"):
+    path, config_folder = laion_checkpoint
+    with pytest.raises(FileNotFoundError, match="LAION checkpoint; also set the `config` option"):
+        ClapEmbedder(weights=path, device="cpu")
+    monkeypatch.setenv("MUSICREC_CLAP_CONFIG", str(config_folder))  # earlier versions read it; no longer
+    with pytest.raises(FileNotFoundError, match="also set the `config` option"):
         ClapEmbedder(weights=path, device="cpu")
     with pytest.raises(LaionCheckpointError, match="does not match the CLAP config 'htsat-tiny'"):
         ClapEmbedder(weights=path, config="htsat-tiny", device="cpu")
@@ -229,15 +232,23 @@ def test_clip_style_checkpoint_is_refused():
         laion_to_transformers({"token_embedding.weight": torch.zeros(2, 2)})
 
 
-def test_missing_weights_name_the_setting(tmp_path, monkeypatch):
-    monkeypatch.delenv("MUSICREC_CLAP_WEIGHTS", raising=False)
-    with pytest.raises(FileNotFoundError, match="MUSICREC_CLAP_WEIGHTS.*model.safetensors"):
+def test_missing_weights_name_the_option(tmp_path, hf_folder, monkeypatch):
+    with pytest.raises(TypeError, match=r"clap: missing required option\(s\) \['weights'\]"):
         ClapEmbedder()
+    with pytest.raises(FileNotFoundError, match="no weights given; set the `weights` option to .*model.safetensors"):
+        ClapEmbedder(weights="")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ClapEmbedder(weights=tmp_path / "nowhere.pt")
-    monkeypatch.setenv("MUSICREC_CLAP_WEIGHTS", str(tmp_path / "also_nowhere"))
-    with pytest.raises(FileNotFoundError, match="from MUSICREC_CLAP_WEIGHTS"):
+    with pytest.raises(FileNotFoundError, match=r"also_nowhere \(the `weights` option\) does not exist"):
+        ClapEmbedder(weights=str(tmp_path / "also_nowhere"))
+    # the environment variables of earlier versions are not read any more
+    monkeypatch.setenv("MUSICREC_CLAP_WEIGHTS", str(hf_folder))
+    with pytest.raises(TypeError, match="weights"):
         ClapEmbedder()
+    # an experiment file without the option names its key
+    with pytest.raises(ExperimentError, match=r"backbones\.clap\.weights"):
+        parse_experiment({"name": "t", "storage": str(tmp_path / "s"), "catalog": {"kind": "demo"},
+                          "backbones": {"clap": {"device": "cpu"}}})
 
 
 def test_window_longer_than_the_clip_is_refused(hf_folder):

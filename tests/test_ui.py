@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -148,13 +149,17 @@ def _run_failure_messages(base: str, run_id: str) -> str:
 
 @pytest.fixture()
 def dagster_dev(tmp_path):
-    """`dagster dev` on a free port over a tiny demo catalog in tmp storage; yields (base_url, log path)."""
+    """`dagster dev` on a free port showing experiments/demo.yaml on the tiny demo catalog with storage in
+    tmp (an experiment file named by MUSICREC_EXPERIMENT); yields (base_url, log path)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    experiment = yaml.safe_load((REPO_ROOT / "experiments" / "demo.yaml").read_text())
+    experiment.update(storage=str(tmp_path / "storage"), catalog={"kind": "demo", "size": "tiny"})
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(experiment))
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "MUSICREC_STORAGE": str(tmp_path / "storage"),
-           "MUSICREC_DEMO_SIZE": "tiny", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MUSICREC_EXPERIMENT": str(tmp_path / "tiny.yaml"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            "DAGSTER_DISABLE_TELEMETRY": "1"}
     dagster = str(Path(sys.executable).parent / "dagster")
     if not Path(dagster).exists():
@@ -195,7 +200,7 @@ def test_asset_graph_and_materialisation_through_the_ui(dagster_dev, tmp_path):
     repos = _graphql(base, """{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name }
         pipelines { name } } } } }""")["repositoriesOrError"]["nodes"]
     repo = next(r for r in repos if r["location"]["name"] == LOCATION)
-    assert {"demo", "embed"} <= {p["name"] for p in repo["pipelines"]}
+    assert {"experiment", "embed"} <= {p["name"] for p in repo["pipelines"]}
     _stop_automation_sensor(base, repo["name"])
 
     shots = {}
