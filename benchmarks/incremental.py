@@ -18,7 +18,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-
 import yaml
 
 from assets.experiment import parse_experiment

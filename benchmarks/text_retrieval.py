@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from catalog.lpmusiccaps import read_lpmusiccaps  # noqa: E402
-from recommenders.text_retrieval import run_text_retrieval_experiment  # noqa: E402
 from recommenders.text_biencoder import FineTuneSettings  # noqa: E402
+from recommenders.text_retrieval import run_text_retrieval_experiment  # noqa: E402
 
 # Recall@10 (%) from the paper: LP-MusicCaps-MC and MagnaTagATune; the pretrained model there is msmarco-BERT.
 PUBLISHED = {"tfidf": (89.4, 57.7), "pretrained": (66.1, 32.1), "finetuned": (84.8, 62.8)}

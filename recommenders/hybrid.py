@@ -1,8 +1,7 @@
 """Hybrid linear autoencoder (ELSA with content): the item factors are an MLP of the audio embedding.
 
-A = row-normalise(MLP(audio)) of shape (n_items, dim); a user's binary history x (n_items,) is reconstructed
-as x A Aᵀ − x (the −x removes each item's own unit self-similarity, ELSA's zero-diagonal trick); training
-minimises ‖normalise(x A Aᵀ − x) − normalise(x)‖² per user. Scores are x A Aᵀ (history is filtered), so a new
+A = row-normalise(MLP(audio)) of shape (n_items, dim); training minimises ELSA's loss
+(`layers.elsa_loss`) over users' binary histories, as `recommenders.elsa` does with a free factor table. Scores are x A Aᵀ (history is filtered), so a new
 track is scored as soon as its audio vector is known (`add_items`): cold start works by construction.
 """
 from __future__ import annotations
@@ -19,7 +18,7 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.layers import Tower, multi_hot
+from recommenders.layers import Tower, elsa_loss, multi_hot
 from recommenders.ranking import ItemScorer
 from recommenders.training import (
     FitReport,
@@ -48,10 +47,6 @@ class HybridNet(nn.Module):
         """A: unit rows, shape (n_items, dim)."""
         return nn.functional.normalize(self.tower(self.audio), dim=-1)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """x (b, n_items) binary → x A Aᵀ − x (b, n_items)."""
-        a = self.factors()
-        return (x @ a) @ a.T - x
 
 
 @register_recommender
@@ -100,9 +95,7 @@ class Hybrid(ItemScorer):
                 yield multi_hot([sequences[i] for i in order[start:start + self.options.batch_size]], n_items, self.device)
 
         def step(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-            predicted = nn.functional.normalize(self.net.reconstruct(x), dim=-1)
-            target = nn.functional.normalize(x, dim=-1)
-            return ((predicted - target) ** 2).sum(-1).mean(), len(x)
+            return elsa_loss(x, self.net.factors()), len(x)
 
         evaluate = None if validation is None else (
             lambda: validation_metric(self.recommend, validation, self.options.eval_k))

@@ -41,3 +41,11 @@ def mean_profiles(table: torch.Tensor, rows: Sequence[Sequence[int]], n_known: i
         table[[r for r in seen if r < n_known]].mean(0) if any(r < n_known for r in seen) else table.mean(0)
         for seen in rows
     ])
+
+
+def elsa_loss(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """ELSA's training loss (Vančura et al. 2022): mean over the batch of ‖normalise(x A Aᵀ − x) −
+    normalise(x)‖², with x (b, n_items) binary histories and A (n_items, dim) unit-row item factors; the −x
+    removes each item's own unit self-similarity (the zero-diagonal constraint of EASE, factorised)."""
+    predicted = nn.functional.normalize((x @ factors) @ factors.T - x, dim=-1)
+    return ((predicted - nn.functional.normalize(x, dim=-1)) ** 2).sum(-1).mean()

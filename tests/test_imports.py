@@ -25,3 +25,26 @@ def test_definitions_module_loads_the_asset_graph():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"tracks", "interactions", "embeddings_random", "embeddings_handcrafted", "report"} <= keys
     assert defs.resolve_job_def("experiment").name == "experiment"
+
+
+# each package may import only the packages below it: no import cycle between packages
+LAYERS = {"catalog": set(), "embedders": {"catalog"}, "evaluation": {"catalog"},
+          "recommenders": {"catalog", "evaluation"},
+          "assets": {"catalog", "embedders", "evaluation", "recommenders"},
+          "pipelines": {"catalog", "embedders", "evaluation", "recommenders", "assets"}}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_packages_import_only_the_layers_below(package):
+    import ast
+
+    offending = []
+    for path in sorted((REPO_ROOT / package).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in LAYERS and top != package and top not in LAYERS[package]:
+                    offending.append(f"{path.name}: {name}")
+    assert offending == [], f"{package} imports a package above it: {offending}"
