@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from catalog.histories import histories_from  # noqa: E402
 from catalog.music4all import read_split_parquet  # noqa: E402
 from evaluation.metrics import per_user_metrics  # noqa: E402
 from evaluation.splits import hot_split, relevant_sets  # noqa: E402
 from evaluation.stats import paired_test, summarize  # noqa: E402
-from catalog.histories import histories_from  # noqa: E402
 from recommenders.base import Recommender  # noqa: E402
 from recommenders.bert4rec import Bert4Rec  # noqa: E402
 from recommenders.ease import Ease  # noqa: E402

@@ -27,11 +27,10 @@ def measure(model_name: str, users: int, items: int, dim: int, plays: int, epoch
         torch.set_num_threads(threads)
 
     from catalog.synthetic import random_plays
-    from recommenders.bert4rec import Bert4Rec
-    from recommenders.shallow import Shallow
+    from recommenders.base import RECOMMENDERS
 
     train, vectors = random_plays(users, items, dim, plays)
-    model = {"bert4rec": Bert4Rec, "shallow": Shallow}[model_name](max_epochs=epochs)
+    model = RECOMMENDERS[model_name](max_epochs=epochs)
     started = time.perf_counter()
     model.fit(train, vectors, None)
     last = model.report.epochs[-1]
@@ -62,7 +61,8 @@ def main() -> None:
     rows = []
     for name in ("bert4rec", "shallow"):
         with context.Pool(1) as pool:
-            rows.append(pool.apply(measure, (name, args.users, args.items, args.dim, args.plays, args.epochs, args.threads)))
+            rows.append(pool.apply(measure, (name, args.users, args.items, args.dim, args.plays, args.epochs,
+                                             args.threads)))
     print(f"size: {args.users} users × {args.items} items × dim {args.dim}, {args.plays} plays/user, "
           f"{args.epochs} epochs, throughput of the last epoch; {platform.processor() or platform.machine()}")
     print(f"{'model':<10} {'throughput':>12} {'unit':<12} {'epoch s':>8} {'fit s':>7} {'peak MiB':>9}  memory / device")

@@ -9,8 +9,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.checks import (artist_edges_are_valid, build_artists_check, hot_split_is_valid, metrics_are_valid,
-                           queries_are_valid)
+from assets.checks import (
+    artist_edges_are_valid,
+    build_artists_check,
+    hot_split_is_valid,
+    metrics_are_valid,
+    queries_are_valid,
+)
 from assets.experiment import parse_experiment
 from catalog.schemas import METRICS, SPECS
 

@@ -1,5 +1,6 @@
 """Cold start: split labels, the ACARec model on planted data whose answer is decided by the artist's catalog,
-its content fallback for new artists, new batches after training, save/load, and the evaluation runner.
+its content fallback for new artists, new batches after training, save/load, the cold-start loop over
+registered systems and its summary table.
 
 Planted catalog: 4 taste groups of 2 artists; each artist has 6 known tracks and 1 new track released after
 the cutoff; each group also has a new artist with 2 tracks (cold). Audio vectors are pure noise, so content
@@ -15,13 +16,13 @@ import polars as pl
 import pytest
 import torch
 
+from catalog.histories import histories_from
 from catalog.io import ItemVectors
-from evaluation.cold_eval import evaluate_cold
-from evaluation.cold_experiment import mean_over_runs
+from evaluation.cold_eval import cold_start_summary, evaluate_cold
 from evaluation.cold_splits import cold_split, relevant_by, withheld_artist_ids
 from recommenders.acarec import AcaRec
-from catalog.histories import histories_from
 from recommenders.base import RECOMMENDERS
+from recommenders.cold_start import fit_cold_systems, mean_over_runs, run_cold_experiment
 from recommenders.knn import ItemKNN
 
 GROUPS, ARTISTS_PER_GROUP, KNOWN, USERS, DIM = 4, 2, 6, 12, 8
@@ -36,6 +37,13 @@ def frame(rows: list[tuple[str, str, datetime]]) -> pl.DataFrame:
 
 def tracks_table(track_artists: dict[str, str]) -> pl.DataFrame:
     return pl.DataFrame({"track_id": list(track_artists), "artist_id": list(track_artists.values())})
+
+
+def acarec_with(track_artists: dict[str, str], **options) -> AcaRec:
+    """An unfitted AcaRec given each track's artist through its side table (the `tracks` contract)."""
+    model = AcaRec(**options)
+    model.use_side_tables({"tracks": tracks_table(track_artists)})
+    return model
 
 
 def planted(seed: int = 0) -> tuple[pl.DataFrame, dict[str, str], ItemVectors]:
@@ -72,7 +80,8 @@ def one_thread():
 def data():
     interactions, artists, items = planted()
     split = cold_split(interactions, tracks_table(artists), cutoff=CUTOFF, seed=0)
-    model = AcaRec(artists, **FAST).fit(split.train, items, (histories_from(split.train), relevant_by(split.validation)))
+    model = acarec_with(artists, **FAST).fit(split.train, items,
+                                             (histories_from(split.train), relevant_by(split.validation)))
     return interactions, artists, items, split, model
 
 
@@ -165,9 +174,12 @@ def test_new_batch_after_training_is_recommendable_without_retraining(data):
     interactions, artists, items, split, _ = data
     semi = split.candidates("semi_cold")
     old = items.subset([t for t in items.ids if t not in semi])
-    model = AcaRec({t: a for t, a in artists.items() if t not in semi}, **FAST).fit(split.train, old)
+    model = AcaRec(**FAST)
+    model.track_artists = {t: a for t, a in artists.items() if t not in semi}  # set directly instead of a table
+    model.fit(split.train, old)
     cf_before = model.net.cf.clone()
-    weights_before = {k: v.clone() for k, v in model.net.state_dict().items() if k not in ("audio", "catalog", "artist")}
+    weights_before = {k: v.clone() for k, v in model.net.state_dict().items()
+                      if k not in ("audio", "catalog", "artist")}
     with pytest.raises(KeyError, match="unknown to the model"):
         model.recommend({"u0_00": []}, 2, candidates=semi)
     model.add_items(items.subset(semi), {t: artists[t] for t in semi})
@@ -194,8 +206,13 @@ def test_save_load_gives_identical_recommendations(data, tmp_path):
 def test_missing_artist_is_a_clear_error(data):
     _, artists, items, split, _ = data
     partial = {t: a for t, a in artists.items() if not t.startswith("c")}
-    with pytest.raises(KeyError, match="no artist for 8 track"):
-        AcaRec(partial, **FAST).fit(split.train, items)
+    with pytest.raises(KeyError, match="no artist for 8 track.*tracks table"):
+        acarec_with(partial, **FAST).fit(split.train, items)
+    with pytest.raises(KeyError, match="no artist for 64 track"):  # no side table at all
+        AcaRec(**FAST).fit(split.train, items)
+    with pytest.raises(TypeError, match="unknown option"):  # artists are a side table, not an option
+        AcaRec(track_artists=artists, **FAST)
+    assert AcaRec.side_tables == ("tracks",) and AcaRec.ranks_new_tracks and AcaRec.early_stops_on_new_tracks
 
 
 def test_mean_over_runs_averages_each_users_metric_across_seeds():
@@ -206,3 +223,49 @@ def test_mean_over_runs_averages_each_users_metric_across_seeds():
     mean = mean_over_runs([run([0.2, 1.0]), run([0.4, 0.0]), run([0.0, 0.5])]).sort("user_id")
     assert mean.columns == ["recommender", "scenario", "novelty", "user_id", "metric", "k", "value"]
     assert mean["value"].to_list() == pytest.approx([0.2, 0.5])
+
+
+# ---- the cold-start loop over registered systems and its summary ------------------------------------------------
+
+SYSTEMS = {"knn": (ItemKNN, {}), "acarec": (AcaRec, FAST)}
+
+
+def test_fit_cold_systems_builds_each_class_with_its_options_seed_and_side_tables(data):
+    interactions, artists, items, split, _ = data
+    fitted = fit_cold_systems(split, interactions, tracks_table(artists), items,
+                              {"knn": (ItemKNN, {"standardize": False}), "acarec": (AcaRec, FAST)}, seed=5)
+    assert set(fitted) == {"knn", "acarec"}
+    assert isinstance(fitted["knn"], ItemKNN) and fitted["knn"].options.standardize is False
+    acarec = fitted["acarec"]
+    assert isinstance(acarec, AcaRec) and acarec.options.seed == 5  # the seed option follows the run's seed
+    assert {k: getattr(acarec.options, k) for k in FAST} == FAST
+    assert acarec.track_artists == artists  # from the tracks side table
+    new = split.candidates("semi_cold") + split.candidates("cold")
+    histories = histories_from(split.train)
+    for model in fitted.values():  # every system knows the new tracks afterwards
+        ranked = model.recommend({u: histories[u] for u in list(histories)[:3]}, 3, candidates=new)
+        assert all(len(r) == 3 and set(r) <= set(new) for r in ranked.values())
+
+
+def test_run_cold_experiment_and_summary_against_the_reference(data):
+    interactions, artists, items, split, _ = data
+    per_user = run_cold_experiment(split, interactions, tracks_table(artists), items, SYSTEMS, k_list=(2,),
+                                   seeds=(0, 1), metrics=("recall", "ndcg"))
+    assert per_user.columns == ["recommender", "scenario", "novelty", "user_id", "metric", "k", "value"]
+    assert set(per_user["recommender"]) == {"knn", "acarec"}
+    table = cold_start_summary(per_user.with_columns(pl.lit("noise").alias("backbone")), "acarec", 2, "planted")
+    assert {"p_vs_reference", "novelty", "value", "ci_low", "ci_high", "n", "backbone"} <= set(table.columns)
+    assert "p_vs_acarec" not in table.columns
+    assert set(table["k"]) == {2} and set(table["dataset"]) == {"planted"} and set(table["backbone"]) == {"noise"}
+    reference = table.filter(pl.col("recommender") == "acarec")
+    assert reference["p_vs_reference"].null_count() == reference.height  # no test against itself
+    semi = table.filter((pl.col("scenario") == "semi_cold") & (pl.col("novelty") == "all")
+                        & (pl.col("metric") == "recall"))
+    value = dict(semi.select("recommender", "value").rows())
+    assert value["acarec"] >= 0.95 and value["knn"] <= 0.6
+    p = semi.filter(pl.col("recommender") == "knn")["p_vs_reference"].item()
+    assert p is not None and 0.0 <= p < 0.05  # the artist's catalog decides: acarec is clearly better
+    # the summary's means are those of the per-user table at that cutoff
+    mean = per_user.filter((pl.col("recommender") == "knn") & (pl.col("scenario") == "semi_cold")
+                           & (pl.col("novelty") == "all") & (pl.col("metric") == "recall"))["value"].mean()
+    assert value["knn"] == pytest.approx(mean)

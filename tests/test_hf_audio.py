@@ -117,7 +117,8 @@ def test_feature_extractor_sets_the_rate_and_wav2vec2_loads(wav2vec2_folder):
 
 def test_provenance(embedder, hubert_folder):
     provenance = embedder.provenance()
-    assert provenance["weights_sha256"] == hashlib.sha256((hubert_folder / "model.safetensors").read_bytes()).hexdigest()
+    expected = hashlib.sha256((hubert_folder / "model.safetensors").read_bytes()).hexdigest()
+    assert provenance["weights_sha256"] == expected
     assert provenance["model_type"] == "hubert"
     assert provenance["pooling"] == "layer -1 hidden states, mean over time, mean over windows"
     assert "1 s windows every 1 s, at most 4 spread evenly" in provenance["window_policy"]
@@ -128,8 +129,16 @@ def test_bad_settings_and_missing_weights(hubert_folder, tmp_path, monkeypatch):
         HFAudioEmbedder(weights=hubert_folder, device="cpu", layer=3)
     with pytest.raises(ValueError, match="pooling='channels'"):
         HFAudioEmbedder(weights=hubert_folder, device="cpu", pooling="channels")
-    monkeypatch.delenv("MUSICREC_HF_AUDIO_WEIGHTS", raising=False)
-    with pytest.raises(FileNotFoundError, match="MUSICREC_HF_AUDIO_WEIGHTS.*config.json"):
+    with pytest.raises(TypeError, match=r"hf_audio: missing required option\(s\) \['weights'\]"):
         HFAudioEmbedder()
+    with pytest.raises(FileNotFoundError, match="no weights given; set the `weights` option to .*config.json"):
+        HFAudioEmbedder(weights="")
+    with pytest.raises(FileNotFoundError, match=r"nowhere \(the `weights` option\) does not exist.*config.json"):
+        HFAudioEmbedder(weights=str(tmp_path / "nowhere"))
+    monkeypatch.setenv("MUSICREC_HF_AUDIO_WEIGHTS", str(hubert_folder))  # earlier versions read it; no longer
+    with pytest.raises(TypeError, match="weights"):
+        HFAudioEmbedder()
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['name'\]"):  # the table name is the experiment's
+        HFAudioEmbedder(weights=hubert_folder, device="cpu", name="mert")
     with pytest.raises(FileNotFoundError, match="not a folder holding config.json"):
         HFAudioEmbedder(weights=tmp_path)

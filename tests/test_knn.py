@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from catalog.io import ItemVectors
 from catalog.histories import histories_from
+from catalog.io import ItemVectors
 from recommenders.base import RECOMMENDERS
 from recommenders.index import VectorIndex, l2_normalize
 from recommenders.knn import ItemKNN
@@ -101,13 +101,14 @@ def test_users_without_known_items_get_nothing():
         ItemKNN().fit(train_frame(histories), None)
 
 
-def test_save_load_gives_identical_recommendations(tmp_path):
+@pytest.mark.parametrize("standardize", [True, False])
+def test_save_load_gives_identical_recommendations(tmp_path, standardize):
     items, histories, _ = planted()
-    knn = ItemKNN(standardize=True).fit(train_frame(histories), items)
+    knn = ItemKNN(standardize=standardize).fit(train_frame(histories), items)
     folder = knn.save(tmp_path / "knn")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     loaded = ItemKNN.load(folder)
-    assert loaded.standardize is True and loaded.items.ids == items.ids
+    assert loaded.options.standardize is standardize and loaded.items.ids == items.ids
     np.testing.assert_array_equal(loaded.items.matrix, knn.items.matrix)
     assert loaded.recommend(histories, K) == knn.recommend(histories, K)
 

@@ -13,7 +13,14 @@ import torch
 from embedders.base import BACKBONES, Embedder
 from embedders.mel import LogMel
 from embedders.musicnn import (
-    MSD_TAGS, MTT_TAGS, PATCH_FRAMES, MusiCNNEmbedder, cut_patches, load_pretrained, musicnn_msd, musicnn_mtt,
+    MSD_TAGS,
+    MTT_TAGS,
+    PATCH_FRAMES,
+    MusiCNNEmbedder,
+    MusiCNNMSD,
+    MusiCNNMTT,
+    cut_patches,
+    load_pretrained,
 )
 
 SR = 16000
@@ -28,7 +35,7 @@ def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def mtt() -> MusiCNNEmbedder:
-    return musicnn_mtt(device="cpu")
+    return MusiCNNMTT(device="cpu")
 
 
 @pytest.mark.parametrize("dataset", ["MTT", "MSD"])
@@ -76,14 +83,17 @@ def test_cut_patches_policy() -> None:
 
 def test_embedder_protocol_and_provenance(mtt: MusiCNNEmbedder) -> None:
     assert isinstance(mtt, Embedder)
-    assert BACKBONES["musicnn_mtt"] is musicnn_mtt and BACKBONES["musicnn_msd"] is musicnn_msd
+    assert BACKBONES["musicnn_mtt"] is MusiCNNMTT and BACKBONES["musicnn_msd"] is MusiCNNMSD
+    assert isinstance(mtt, MusiCNNMTT) and isinstance(mtt, MusiCNNEmbedder)
     assert (mtt.name, mtt.sample_rate, mtt.dim) == ("musicnn_mtt", 16000, 200)
     provenance = mtt.provenance()
     assert provenance["weights_sha256"] == hashlib.sha256(mtt.weights_path.read_bytes()).hexdigest()
     assert provenance["sample_rate"] == "16000"
     assert "187 frames" in provenance["clip_policy"] and "mean over patches" in provenance["pooling"]
-    assert len(MTT_TAGS) == len(MSD_TAGS) == 50 and mtt.tag_names == MTT_TAGS
-    assert MusiCNNEmbedder("MTT", hop_seconds=1.5, device="cpu").hop_frames == 93  # Essentia's hop
+    assert len(MTT_TAGS) == len(MSD_TAGS) == 50 and mtt.tag_names == tuple(MTT_TAGS)
+    # the tag names are known from the classes, without loading weights
+    assert MusiCNNMTT.tag_names == tuple(MTT_TAGS) and MusiCNNMSD.tag_names == tuple(MSD_TAGS)
+    assert MusiCNNMTT(hop_seconds=1.5, device="cpu").hop_frames == 93  # Essentia's hop
 
 
 def test_embed_shapes_and_determinism(mtt: MusiCNNEmbedder) -> None:

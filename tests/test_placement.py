@@ -38,7 +38,8 @@ def pools(defs) -> dict[str, bool]:
         name = key.to_user_string()
         on_gpu[name] = op.pool == GPU_POOL
         if on_gpu[name]:
-            assert json.loads(op.tags["dagster-k8s/config"]) == K8S_GPU_REQUEST["dagster-k8s/config"], name  # stored as JSON
+            # the tag is stored as JSON
+            assert json.loads(op.tags["dagster-k8s/config"]) == K8S_GPU_REQUEST["dagster-k8s/config"], name
         else:
             assert op.pool is None and "dagster-k8s/config" not in op.tags, name
     return on_gpu

@@ -8,10 +8,24 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evaluation.plots import (bar_size, bar_with_ci, figure_pixels, heatmap, heatmap_size, layer_sweep_plot,
-                              report_figures)
-from evaluation.report import (REFERENCE_NUMBERS, Section, cold_start_sections, html_report, markdown_plot_links,
-                               metrics_table, significance_table)
+from evaluation.plots import (
+    bar_size,
+    bar_with_ci,
+    figure_pixels,
+    heatmap,
+    heatmap_size,
+    layer_sweep_plot,
+    report_figures,
+)
+from evaluation.report import (
+    REFERENCE_NUMBERS,
+    Section,
+    cold_start_sections,
+    html_report,
+    markdown_plot_links,
+    metrics_table,
+    significance_table,
+)
 
 RECOMMENDERS = ("knn", "shallow")
 BACKBONES = ("random", "handcrafted", "musicnn_mtt")
@@ -129,6 +143,9 @@ def test_cold_start_sections_split_discovery_and_exploit():
     text = split.markdown()
     assert "| semi_cold | handcrafted | knn | 0.300 [0.200, 0.400]* | 0.300 [0.200, 0.400]* | 5 | 0.300" in text
     assert "| cold | handcrafted | acarec | 0.800 [0.700, 0.900] | 0.800 [0.700, 0.900] | 5 | – | – | 0 |" in text
+    assert "against acarec" in main.note  # the default reference
+    other, _ = cold_start_sections(pl.DataFrame(rows), k=20, reference="knn")
+    assert "against knn" in other.note and "acarec" not in other.note
 
 
 def test_markdown_plot_links_are_relative(tables, tmp_path):

@@ -6,6 +6,7 @@ Recall@10 ≈ 10/15 = 0.67; a random ranking gives about 10/90 = 0.11.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -14,11 +15,12 @@ import pytest
 import torch
 from torch.nn.functional import normalize as nn_functional_normalize
 
-from catalog.io import ItemVectors
-from evaluation.metrics import per_user_metrics
-from recommenders import bert4rec, contrastive, ease, hybrid, popularity, shallow  # noqa: F401  (registration)
 from catalog.histories import histories_from
+from catalog.io import ItemVectors
+from catalog.registry import option_names
+from evaluation.metrics import per_user_metrics
 from recommenders.base import RECOMMENDERS
+from recommenders.cf import cf_item_factors, interaction_matrix
 from recommenders.shuffled import shuffle_items
 
 CLUSTERS, PER_CLUSTER, USERS_PER_CLUSTER, PLAYS, HELD, DIM = 4, 25, 24, 10, 3, 16
@@ -138,8 +140,8 @@ def test_cf_item_factors_are_svd_factors_with_singular_values_to_a_power(data, p
     """A = V (S/s₁)^power: orthogonal columns of norm (s_k/s₁)^power; with power 1, A Aᵀ = the rank-k
     co-play approximation V S² Vᵀ scaled by 1/s₁² (checked against numpy's SVD of the play matrix)."""
     train = data[0]
-    factors = ease.cf_item_factors(train, 8, singular_power=power)
-    _, x = ease.interaction_matrix(train, factors.ids)
+    factors = cf_item_factors(train, 8, singular_power=power)
+    _, x = interaction_matrix(train, factors.ids)
     _, s, vt = np.linalg.svd(x.toarray().astype(np.float64), full_matrices=False)
     a = factors.matrix.astype(np.float64)
     gram = a.T @ a
@@ -156,7 +158,7 @@ def test_bert4rec_cf_initialised_table_starts_from_co_plays_and_learns_faster(da
     options = {**FAST["bert4rec"], "lr": 3e-3, "max_epochs": 2, "patience": 2}
     untrained = RECOMMENDERS["bert4rec"](**{**options, "lr": 1e-12, "item_init": "cf"}).fit(train, None)
     table = nn_functional_normalize(untrained.net.item_table.detach())
-    expected = ease.cf_item_factors(train, table.shape[1]).subset(untrained.item_ids).matrix
+    expected = cf_item_factors(train, table.shape[1]).subset(untrained.item_ids).matrix
     assert torch.allclose(untrained.net.item_table.detach().pow(2).sum(1).mean(), torch.tensor(1.0), atol=1e-4)
     assert torch.allclose(table, nn_functional_normalize(torch.from_numpy(expected)), atol=1e-4)
     cluster = torch.tensor([int(i[1]) for i in untrained.item_ids])
@@ -215,9 +217,10 @@ def test_unknown_candidate_is_a_clear_error(data):
         model.recommend({"u0_00": ["t0_00"]}, 5, candidates=["nope"])
 
 
-def test_fit_fingerprint_ignores_unplayed_tracks_only_where_fit_never_reads_them():
+def test_fit_fingerprint_ignores_unplayed_tracks_only_where_fit_never_reads_them(monkeypatch):
     """A new batch of unplayed tracks leaves the trained models' fingerprint (so the stored model is reused),
-    but not knn's (its index holds every track); any change of a play or a played vector changes both."""
+    but not knn's (its index holds every track); any change of a play, a played vector, the class's version or
+    an option changes both."""
     from recommenders.base import fit_fingerprint
     from recommenders.knn import ItemKNN
 
@@ -226,17 +229,81 @@ def test_fit_fingerprint_ignores_unplayed_tracks_only_where_fit_never_reads_them
     extra = ItemVectors(items.ids + ["new_0", "new_1"],
                         np.vstack([items.matrix, np.ones((2, DIM), np.float32)]))
     shallow_class = RECOMMENDERS["shallow"]
-    before = {cls: fit_fingerprint(cls, "1", train, validation, items) for cls in (shallow_class, ItemKNN)}
-    assert fit_fingerprint(shallow_class, "1", train, validation, extra) == before[shallow_class]
-    assert fit_fingerprint(ItemKNN, "1", train, validation, extra) != before[ItemKNN]
+    other_options = {shallow_class: {"lr": 3e-3}, ItemKNN: {"standardize": False}}
+    before = {cls: fit_fingerprint(cls(), train, validation, items) for cls in (shallow_class, ItemKNN)}
+    assert fit_fingerprint(shallow_class(), train, validation, extra) == before[shallow_class]
+    assert fit_fingerprint(ItemKNN(), train, validation, extra) != before[ItemKNN]
     played = train["track_id"][0]
     nudged = ItemVectors(items.ids, items.matrix.copy())
     nudged.matrix[items.ids.index(played), 0] += 1e-3
     fewer = train.slice(1)
     for cls in (shallow_class, ItemKNN):
-        assert fit_fingerprint(cls, "1", train, validation, nudged) != before[cls]
-        assert fit_fingerprint(cls, "1", fewer, validation, items) != before[cls]
-        assert fit_fingerprint(cls, "2", train, validation, items) != before[cls]  # code or options changed
+        assert fit_fingerprint(cls(), train, validation, items) == before[cls]  # a fresh instance: same inputs
+        assert fit_fingerprint(cls(), train, validation, nudged) != before[cls]
+        assert fit_fingerprint(cls(), fewer, validation, items) != before[cls]
+        assert fit_fingerprint(cls(**other_options[cls]), train, validation, items) != before[cls]  # options
+        with monkeypatch.context() as patch:
+            patch.setattr(cls, "version", cls.version + ".1")  # code changed
+            assert fit_fingerprint(cls(), train, validation, items) != before[cls]
     # row order is not content: a shuffled table fingerprints the same
-    assert fit_fingerprint(shallow_class, "1", train.sample(fraction=1.0, shuffle=True, seed=1), validation,
+    assert fit_fingerprint(shallow_class(), train.sample(fraction=1.0, shuffle=True, seed=1), validation,
                            items) == before[shallow_class]
+    # the side tables a model reads are inputs of its fit
+    tracks = pl.DataFrame({"track_id": items.ids, "artist_id": [i[:2] for i in items.ids]})
+    moved = tracks.with_columns(pl.when(pl.col("track_id") == played).then(pl.lit("elsewhere"))
+                                .otherwise(pl.col("artist_id")).alias("artist_id"))
+    acarec = RECOMMENDERS["acarec"]
+    with_tracks = fit_fingerprint(acarec(), train, validation, items, {"tracks": tracks})
+    assert fit_fingerprint(acarec(), train, validation, items, {"tracks": tracks}) == with_tracks
+    assert fit_fingerprint(acarec(), train, validation, items, {"tracks": moved}) != with_tracks
+
+
+# ------------------------------------------------------------------------------ options through save/load
+
+ROUND_TRIP = {  # non-default options (small models) per recommender; a class not listed uses its defaults
+    "knn": {"standardize": False},
+    "popularity": {},
+    "ease": {"l2": 12.5, "max_items": 90},
+    "shallow": {**FAST["shallow"], "max_epochs": 2, "margin": 0.3, "seed": 4},
+    "bert4rec": {**FAST["bert4rec"], "max_epochs": 2, "item_init": "cf", "dropout": 0.05},
+    "contrastive": {**FAST["contrastive"], "max_epochs": 2, "temperature": 0.2},
+    "hybrid": {**FAST["hybrid"], "max_epochs": 2, "seed": 2},
+    "acarec": {"max_epochs": 2, "cf_dim": 8, "hidden": 16, "attn_dim": 8, "cf_power": 1.0, "seed": 3},
+}
+
+
+def planted_tracks(items: ItemVectors) -> pl.DataFrame:
+    """The `tracks` side table of the planted data: five artists per taste cluster."""
+    return pl.DataFrame({"track_id": items.ids, "artist_id": [f"a{i[1]}_{int(i[3:]) % 5}" for i in items.ids]})
+
+
+def test_round_trip_covers_the_required_recommenders():
+    assert {"knn", "popularity", "ease"} <= set(RECOMMENDERS)
+    torch_models = [name for name in RECOMMENDERS if name in ROUND_TRIP and RECOMMENDERS[name].needs_gpu
+                    and name != "ease"]
+    assert torch_models  # at least one neural model (shallow, bert4rec, ...)
+
+
+@pytest.mark.parametrize("name", sorted(RECOMMENDERS))
+def test_every_recommender_round_trips_its_options_through_save_load(data, name, tmp_path):
+    cls = RECOMMENDERS[name]
+    train, vectors, validation, test = data
+    options = dict(ROUND_TRIP.get(name, {}))
+    if name not in ROUND_TRIP and "max_epochs" in option_names(cls):
+        options["max_epochs"] = 1
+    model = cls(**options)
+    assert {key: getattr(model.options, key) for key in options} == options
+    model.use_side_tables({"tracks": planted_tracks(vectors), "interactions": train}
+                          if cls.side_tables else {})
+    model.fit(train, vectors if cls.uses_content else None, validation)
+    folder = model.save(tmp_path / name)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["recommender"] == name and config["version"] == cls.version
+    assert config["options"] == model.options_dict()
+    assert {key: config["options"][key] for key in options} == options
+    assert sorted(config["options"]) == sorted(option_names(cls))
+    loaded = cls.load(folder)
+    assert type(loaded) is cls and loaded.options == model.options
+    assert loaded.options_dict() == model.options_dict()
+    histories = {u: histories_from(train)[u] for u in sorted(test)[:6]}
+    assert loaded.recommend(histories, 10) == model.recommend(histories, 10)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from catalog.io import read_table
-from evaluation.splits import divide_users, hot_split, relevant_sets, time_cutoff
+from evaluation.splits import divide_users, hot_split, relevant_sets, time_cutoff, time_window
 
 
 def synthetic(seed: int = 0, users: int = 50, tracks: int = 40, rows: int = 900) -> pl.DataFrame:
@@ -98,3 +98,21 @@ def test_explicit_cutoff_and_bad_arguments():
 def test_relevant_sets():
     frame = pl.DataFrame({"user_id": ["u1", "u1", "u2"], "track_id": ["a", "b", "a"]})
     assert relevant_sets(frame) == {"u1": {"a", "b"}, "u2": {"a"}}
+
+
+def test_train_and_test_days_bound_the_two_periods():
+    interactions = synthetic()
+    cutoff = datetime(2024, 1, 20)
+    before, after = time_window(interactions, cutoff, train_days=7, test_days=3)
+    assert (before["timestamp"] >= cutoff - timedelta(days=7)).all() and (before["timestamp"] < cutoff).all()
+    assert (after["timestamp"] >= cutoff).all() and (after["timestamp"] < cutoff + timedelta(days=3)).all()
+    in_window = interactions.filter((pl.col("timestamp") >= cutoff - timedelta(days=7))
+                                    & (pl.col("timestamp") < cutoff + timedelta(days=3)))
+    assert before.height + after.height == in_window.height
+    unbounded_before, unbounded_after = time_window(interactions, cutoff, None, None)
+    assert unbounded_before.height + unbounded_after.height == interactions.height
+    split = hot_split(interactions, cutoff=cutoff, train_days=7, test_days=3)
+    assert split.train.equals(before)
+    later = pl.concat([split.validation, split.test])
+    assert later.height > 0 and (later["timestamp"] < cutoff + timedelta(days=3)).all()
+    assert set(later["user_id"]) <= set(before["user_id"]) and set(later["track_id"]) <= set(before["track_id"])
