@@ -2,8 +2,8 @@
 
 `eager()` ignores code versions, so we compose our own: run when the asset is missing, when its own code
 version changed, or when any upstream asset got a new data version since this asset last ran (or is about
-to be rerun in the same tick) — and never while a run of it is in progress. Embedding assets report a content-hash data version,
-so re-materialising an unchanged embedding table does not retrain anything below it.
+to be rerun in the same tick) — and never while a run of it is in progress. Embedding assets report a
+content-hash data version, so re-materialising an unchanged embedding table does not retrain anything below it.
 """
 import dagster as dg
 

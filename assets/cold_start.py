@@ -17,18 +17,12 @@ from recommenders.cold_start import run_cold_experiment
 COLD_CODE_VERSION = "5"
 
 
-def content_tables(experiment: Experiment) -> list[str]:
-    """The backbone tables cold start runs on: every table but the twin (random vectors rank new tracks at
-    random)."""
-    return [t for t in experiment.backbones if t != experiment.twin()]
-
-
 def build_cold_start_asset(experiment: Experiment) -> dg.AssetsDefinition:
     systems = {name: (experiment.recommender_class(name), experiment.recommender_options(name))
                for name in experiment.cold_systems()}
     settings = experiment.cold_start
     versions = ",".join(f"{name}={code_version(cls, options)}" for name, (cls, options) in systems.items())
-    tables = content_tables(experiment)
+    tables = experiment.content_tables()  # random vectors rank new tracks at random
     split_arguments = experiment.split.arguments()
 
     @dg.asset(group_name="cold_start", automation_condition=RERUN_WHEN_STALE,

@@ -156,6 +156,18 @@ class ColdStart(Strict):
     holdout_artists: float = Field(0.2, ge=0, lt=1)
 
 
+class Serve(Strict):
+    """What the serving tables hold: each user's top `k` from recommender `recommender` (a key of
+    `recommenders` or `baselines`; default: the first recommender, else the first baseline) on backbone table
+    `backbone` (default: the first table that is not the twin; "none" for a baseline), and each track's `k`
+    most similar tracks by the vectors of table `similar` (default: `backbone`, else the first non-twin table)."""
+
+    recommender: str | None = None
+    backbone: str | None = None
+    similar: str | None = None
+    k: int = Field(50, ge=1, le=1000)
+
+
 class Component(BaseModel):
     """A backbone table or a recommender: which registered class, and its options (every other key)."""
 
@@ -193,6 +205,7 @@ class Experiment(Strict):
     split: Split = Split()
     metrics: Metrics = Metrics()
     cold_start: ColdStart = ColdStart()
+    serve: Serve = Serve()
 
     _recommenders_before = field_validator("recommenders", "baselines", mode="before")(_entries)
 
@@ -243,6 +256,27 @@ class Experiment(Strict):
         if self.metrics.twin is not None:
             return self.metrics.twin
         return next((t for t in self.backbones if self.backbone_class(t).name == "random"), None)
+
+    def content_tables(self) -> list[str]:
+        """Backbone tables other than the twin (random vectors carry no content)."""
+        return [t for t in self.backbones if t != self.twin()]
+
+    def served_system(self) -> tuple[str, str]:
+        """(recommender, backbone table or "none") whose recommendations the serving tables hold."""
+        name = self.serve.recommender or next(iter([*self.recommenders, *self.baselines]), None)
+        if name is None:
+            raise ValueError("serve: the experiment has no recommender or baseline to serve")
+        if name in self.baselines:
+            return name, NO_BACKBONE
+        tables = self.content_tables() or list(self.backbones)
+        return name, self.serve.backbone or tables[0]
+
+    def similar_table(self) -> str | None:
+        """The backbone table similar tracks are computed from (None without a content table)."""
+        if self.serve.similar is not None:
+            return self.serve.similar
+        _, backbone = self.served_system() if (self.recommenders or self.baselines) else (None, NO_BACKBONE)
+        return backbone if backbone != NO_BACKBONE else next(iter(self.content_tables()), None)
 
     def audio_tables(self) -> list[str]:
         """Backbone tables that decode audio."""
@@ -307,6 +341,13 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
     if experiment.metrics.twin is not None and experiment.metrics.twin not in experiment.backbones:
         problems.append(f"metrics.twin: {experiment.metrics.twin!r} is not a backbone table; "
                         f"tables: {sorted(experiment.backbones)}")
+    serve = experiment.serve
+    if serve.recommender is not None and serve.recommender not in {**experiment.recommenders, **experiment.baselines}:
+        problems.append(f"serve.recommender: {serve.recommender!r} is not a key of recommenders or baselines")
+    for key in ("backbone", "similar"):
+        table = getattr(serve, key)
+        if table is not None and table not in experiment.backbones:
+            problems.append(f"serve.{key}: {table!r} is not a backbone table; tables: {sorted(experiment.backbones)}")
     if experiment.runs("cold_start"):
         reference = experiment.cold_start.reference
         try:
@@ -317,14 +358,32 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
     return experiment.model_copy(update={"backbones": tables, **groups}), problems
 
 
+def _with_defaults(data: dict, default_name: str) -> dict:
+    """The file's keys with the default name and storage folder (`storage/<name>`) filled in."""
+    data = {"name": default_name, **data}
+    data.setdefault("storage", f"storage/{data['name']}")
+    return data
+
+
+def experiment_storage(path: str | Path) -> Path:
+    """The storage folder an experiment file names, read without validating the rest (fast lookups: the
+    serving commands need no registry)."""
+    path = Path(path)
+    try:
+        data = _with_defaults(yaml.safe_load(path.read_text()) or {}, path.stem)
+    except (OSError, yaml.YAMLError) as error:
+        raise ExperimentError(str(path), [f"cannot read the file: {error}"]) from None
+    storage = Path(str(data["storage"])).expanduser()
+    return storage if storage.is_absolute() else (path.resolve().parent / storage).resolve()
+
+
 def parse_experiment(data: Any, source: str = "<experiment>", base: Path | None = None,
                      default_name: str = "experiment") -> Experiment:
     """Validate a parsed experiment file (a dict); `base` resolves relative paths. ExperimentError lists
     every problem with its key path."""
     if not isinstance(data, dict):
         raise ExperimentError(source, [f"the file must hold a mapping of keys, got {type(data).__name__}"])
-    data = {"name": default_name, **data}
-    data.setdefault("storage", f"storage/{data['name']}")
+    data = _with_defaults(data, default_name)
     for module in data.get("plugins") or ():
         try:
             importlib.import_module(module)

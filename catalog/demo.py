@@ -146,7 +146,7 @@ def simulate_listening(
         session_starts = np.sort(rng.uniform(0, config.days, size=max(1, n_plays // 5)))
         played = np.zeros(n_tracks, bool)
         previous: int | None = None
-        for s, start in enumerate(session_starts):
+        for _s, start in enumerate(session_starts):
             for j in range(int(rng.integers(2, 9))):
                 if played.sum() >= min(n_plays, n_tracks - 1):
                     break
@@ -176,7 +176,8 @@ def make_artist_edges(artists: list[Artist], rng: np.random.Generator) -> pl.Dat
     edges = []
     for i, a in enumerate(artists):
         for b in artists[i + 1:]:
-            shared = 2 * (a.family == b.family) + (a.tempo == b.tempo) + (a.register == b.register) + (a.drums == b.drums)
+            shared = (2 * (a.family == b.family) + (a.tempo == b.tempo) + (a.register == b.register)
+                      + (a.drums == b.drums))
             if shared >= 3 or rng.random() < 0.02:
                 edges.append((a.artist_id, b.artist_id))
     return pl.DataFrame(edges, schema={"src": pl.String, "dst": pl.String}, orient="row")

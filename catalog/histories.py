@@ -7,6 +7,7 @@ import polars as pl
 
 Histories = Mapping[str, Sequence[str]]  # user_id -> track ids, oldest first
 Rankings = dict[str, list[str]]  # user_id -> top-k track ids, best first
+ScoredRankings = dict[str, list[tuple[str, float]]]  # user_id -> top-k (track id, score), best first
 
 
 def histories_from(interactions: pl.DataFrame) -> dict[str, list[str]]:

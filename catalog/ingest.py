@@ -98,7 +98,8 @@ def ingest_folder(root: str | Path, metadata_csv: str | Path | None = None) -> I
         try:
             duration, sample_rate, channels = inspect_audio(path)
         except ValueError as exc:
-            failures.append({"track_id": fields["track_id"], "stage": "ingest", "error": f"{relative}: {exc}", "at": now})
+            failures.append({"track_id": fields["track_id"], "stage": "ingest", "error": f"{relative}: {exc}",
+                             "at": now})
             continue
         tracks.append({
             "track_id": fields["track_id"],

@@ -41,7 +41,8 @@ def catalog_problems(experiment: Experiment) -> list[str]:
     if isinstance(catalog, FolderCatalog):
         problems += _missing(catalog.folder, "catalog.folder") + _missing(catalog.metadata_csv, "catalog.metadata_csv")
         if catalog.folder.is_dir() and not any(p.suffix.lower() in AUDIO_SUFFIXES for p in catalog.folder.rglob("*")):
-            problems.append(f"catalog.folder: {catalog.folder} holds no audio file ({', '.join(sorted(AUDIO_SUFFIXES))})")
+            problems.append(f"catalog.folder: {catalog.folder} holds no audio file "
+                            f"({', '.join(sorted(AUDIO_SUFFIXES))})")
         tables = {name: getattr(catalog, name) for name in ("interactions", "artists", "artist_edges", "queries")}
         if catalog.interactions is None:
             problems.append("catalog.interactions: not set; the recommenders learn from a listening table "
@@ -73,7 +74,8 @@ def catalog_problems(experiment: Experiment) -> list[str]:
             read_table(path, name)
         except (ValueError, OSError) as error:
             problems.append(f"catalog.{name}: {error}")
-    if experiment.audio_tables() and isinstance(catalog, (TablesCatalog, Music4AllOnionCatalog)) and catalog.audio is None:
+    if (experiment.audio_tables() and isinstance(catalog, (TablesCatalog, Music4AllOnionCatalog))
+            and catalog.audio is None):
         problems.append(f"catalog.audio: not set, but backbone table(s) {experiment.audio_tables()} read audio")
     return problems
 

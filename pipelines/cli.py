@@ -4,7 +4,13 @@ status. To add a subcommand, write such a function and append it to `SUBCOMMANDS
 
     musicrec check experiments/folder.yaml      # validate the file, its weights and its tables; train nothing
     musicrec run experiments/folder.yaml        # materialise the experiment through Dagster, print the report path
-    musicrec search "calm solo piano, slow" -k 5 [--experiment FILE | --storage DIR]
+    musicrec recommend USER [-k 10]              # a user's recommendations from the serving tables
+    musicrec similar TRACK [-k 10]                # tracks like a catalog track
+    musicrec similar --audio song.ogg [-k 10]     # tracks like an audio file (embedded with the serving backbone)
+    musicrec search "calm solo piano, slow" -k 5
+    musicrec serve [--host 127.0.0.1 --port 8000] # the same over HTTP, with a web page
+
+The lookups take `--experiment FILE` or `--storage DIR` (the experiment's storage folder).
 
 Without `--experiment`, a command reads $MUSICREC_EXPERIMENT, else experiments/demo.yaml.
 """
@@ -21,7 +27,8 @@ SEARCH_FOLDER = "search"  # the search index lives in <storage>/search
 
 def default_experiment() -> Path:
     """$MUSICREC_EXPERIMENT when set, else the repository's experiments/demo.yaml."""
-    return Path(os.environ.get("MUSICREC_EXPERIMENT") or Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml")
+    return Path(os.environ.get("MUSICREC_EXPERIMENT")
+                or Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml")
 
 
 def search_index_folder(storage: Path) -> Path:
@@ -82,16 +89,113 @@ def add_run(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_run)
 
 
+def storage_of(args: argparse.Namespace) -> Path:
+    """`--storage`, else the storage folder of `--experiment` (read without loading any model)."""
+    if args.storage is not None:
+        return args.storage
+    from assets.experiment import experiment_storage
+
+    return experiment_storage(args.experiment)
+
+
+def print_hits(hits) -> None:
+    """One line per result: rank, score, title, artist, tags."""
+    for rank, hit in enumerate(hits, start=1):
+        tags = f"  [{', '.join(hit.tags)}]" if hit.tags else ""
+        print(f"{rank:>3}. {hit.score:7.3f}  {hit.title}  —  {hit.artist or '?'}  ({hit.track_id}){tags}")
+
+
+def _release(args: argparse.Namespace):
+    from serving.snapshot import load_current
+
+    return load_current(storage_of(args))
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    """Print a user's recommendations from the live serving release."""
+    from serving.snapshot import UnknownId
+
+    try:
+        print_hits(_release(args).recommend(args.user, args.k))
+    except (UnknownId, FileNotFoundError) as error:
+        print(f"musicrec recommend: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    """Print the tracks most similar to a catalog track or to an audio file."""
+    from serving.snapshot import UnknownId
+
+    if (args.track is None) == (args.audio is None):
+        print("musicrec similar: give a TRACK id or --audio FILE (one of them)", file=sys.stderr)
+        return 2
+    try:
+        release = _release(args)
+        if args.track is not None:
+            print_hits(release.similar(args.track, args.k))
+        else:
+            from serving.audio_query import embed_file
+
+            print_hits(release.similar_to_vector(embed_file(release.manifest, args.audio), args.k))
+    except (UnknownId, FileNotFoundError, LookupError, ValueError) as error:
+        print(f"musicrec similar: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve the experiment's live release over HTTP until interrupted."""
+    from serving.api import run_server
+
+    run_server(storage_of(args), host=args.host, port=args.port)
+    return 0
+
+
+def _lookup_options(parser: argparse.ArgumentParser, k: bool = True) -> None:
+    if k:
+        parser.add_argument("-k", type=_bounded_k, default=10, help="number of results, 1-200 (default 10)")
+    parser.add_argument("--experiment", type=Path, default=default_experiment(),
+                        help="the experiment (default: $MUSICREC_EXPERIMENT or the demo)")
+    parser.add_argument("--storage", type=Path, default=None, help="a storage folder instead of the experiment's")
+
+
+def _bounded_k(value: str) -> int:
+    k = int(value)
+    if not 1 <= k <= 200:
+        raise argparse.ArgumentTypeError(f"k must be between 1 and 200, got {k}")
+    return k
+
+
+def add_recommend(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("recommend", help="a user's recommendations (serving tables)")
+    parser.add_argument("user", help="a user id of the catalog's listening table")
+    _lookup_options(parser)
+    parser.set_defaults(handler=run_recommend)
+
+
+def add_similar(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("similar", help="tracks similar to a catalog track or to an audio file")
+    parser.add_argument("track", nargs="?", help="a track id of the catalog")
+    parser.add_argument("--audio", type=Path, help="an audio file to embed with the serving backbone instead")
+    _lookup_options(parser)
+    parser.set_defaults(handler=run_similar)
+
+
+def add_serve(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="the serving tables as an HTTP JSON API with a web page")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    _lookup_options(parser, k=False)
+    parser.set_defaults(handler=run_serve)
+
+
 def run_search(args: argparse.Namespace) -> int:
     """Print the top-k tracks for the query: rank, score, title, artist, tags."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from recommenders.text_search import TextSearchIndex
 
-    if args.storage is None:
-        from assets.experiment import load_experiment
-
-        args.storage = load_experiment(args.experiment).storage
-    folder = search_index_folder(args.storage)
+    folder = search_index_folder(storage_of(args))
     if not (folder / "index.faiss").is_file():
         print(f"musicrec search: no search index in {folder}; build it with `make demo` or "
               f"recommenders.text_search.build_search_index(tracks, model_folder, out_folder)", file=sys.stderr)
@@ -108,14 +212,12 @@ def run_search(args: argparse.Namespace) -> int:
 def add_search(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("search", help="find tracks by a free-text description")
     parser.add_argument("text", help='what to listen to, e.g. "a calm piano piece at a slow tempo"')
-    parser.add_argument("-k", type=int, default=10, help="number of results (default 10)")
-    parser.add_argument("--experiment", type=Path, default=default_experiment(),
-                        help="the experiment whose index to query (default: $MUSICREC_EXPERIMENT or the demo)")
-    parser.add_argument("--storage", type=Path, default=None, help="a storage folder instead of the experiment's")
+    _lookup_options(parser)
     parser.set_defaults(handler=run_search)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_check, add_run, add_search]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_check, add_run, add_recommend, add_similar, add_search, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from assets.experiment import DEFAULT_EXPERIMENT, Experiment, load_experiment
 from assets.hot_start import build_evaluation_asset, build_hot_split_asset, build_model_asset
 from assets.reports import build_metrics_assets, build_per_user_metrics_asset, build_report_asset
 from assets.resources import StorageResource
+from assets.serving import build_serving_assets
 from assets.text_search import search_index, text_retrieval_results
 from pipelines.executors import executor_named
 from pipelines.io_manager import ParquetIOManager
@@ -60,6 +61,8 @@ def all_assets(experiment: Experiment) -> list:
         assets += [build_demo_artist_similarity_asset(tuple(experiment.backbones)), olga_layer_sweep]
     if experiment.runs("cold_start"):
         assets += [build_cold_start_asset(experiment), build_cold_start_table_asset(experiment)]
+    if systems:
+        assets += build_serving_assets(experiment)
     return assets
 
 

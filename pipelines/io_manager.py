@@ -21,7 +21,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: ParquetIOManager stores polars DataFrames, got {type(obj).__name__}")
+            raise TypeError(f"{context.asset_key.to_user_string()}: ParquetIOManager stores polars DataFrames, "
+                            f"got {type(obj).__name__}")
         path = write_parquet(obj.to_arrow(), self._path(context.asset_key))
         context.add_output_metadata({"path": str(path), "rows": obj.height})
 

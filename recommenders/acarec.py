@@ -33,9 +33,10 @@ NDCG@20: .399 without it, .405 at 0.3, .408 at 1). The losses are summed. Early 
 `validation` = (histories, relevant), ranked among the model's new tracks, relevant restricted to them.
 
 Artists: `use_side_tables({"tracks": ...})` (or setting `track_artists`, track id -> artist id) must cover
-every track of the item table before `fit`; `add_items(items, track_artists)` extends it. Tracks of the item table passed to `fit` without training
-plays become rankable new tracks; a batch arriving later is added with `add_items`, without retraining the CF
-factors or the networks. `recommend(..., candidates)` ranks known and new tracks alike.
+every track of the item table before `fit`; `add_items(items, track_artists)` extends it. Tracks of the item table
+passed to `fit` without training plays become rankable new tracks; a batch arriving later is added with
+`add_items`, without retraining the CF factors or the networks. `recommend(..., candidates)` ranks known and new
+tracks alike.
 """
 from __future__ import annotations
 
@@ -313,7 +314,8 @@ class AcaRec(ItemScorer):
     def load(cls, folder: str | Path) -> "AcaRec":
         config, tensors = load_checkpoint(folder, cls.name)
         model = cls.from_config(config)
-        model.item_ids, model.n_known, model.track_artists = config["item_ids"], config["n_known"], config["track_artists"]
+        model.item_ids, model.n_known, model.track_artists = (config["item_ids"], config["n_known"],
+                                                              config["track_artists"])
         model.net = AcaNet(tensors["audio"], tensors["cf"], tensors["catalog"], tensors["artist"], model.options.hidden,
                            model.options.attn_dim)
         model.net.load_state_dict(tensors)

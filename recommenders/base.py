@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from catalog.histories import Histories, Rankings
+from catalog.histories import Histories, Rankings, ScoredRankings
 from catalog.io import ItemVectors, update_with_table
 from catalog.registry import Configurable, Registry, options_digest
 
@@ -50,10 +50,16 @@ class Recommender(Configurable, ABC):
         """Learn from `train` (interactions contract). `validation` = (histories, relevant) for early stopping."""
 
     @abstractmethod
-    def recommend(
+    def recommend_scored(
         self, histories: Histories, k: int, candidates: Sequence[str] | None = None
-    ) -> Rankings:
-        """Top-`k` tracks per user, best first, excluding each user's history."""
+    ) -> ScoredRankings:
+        """Top-`k` (track, score) pairs per user, best first, excluding each user's history; only
+        `candidates` when given. Scores are the model's own (comparable within one user's list)."""
+
+    def recommend(self, histories: Histories, k: int, candidates: Sequence[str] | None = None) -> Rankings:
+        """Top-`k` tracks per user, best first (`recommend_scored` without the scores)."""
+        return {user: [track for track, _ in pairs]
+                for user, pairs in self.recommend_scored(histories, k, candidates).items()}
 
     @abstractmethod
     def save(self, folder: str | Path) -> Path:

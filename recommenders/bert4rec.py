@@ -169,8 +169,8 @@ class Bert4Rec(ItemScorer):
         return item_dim if fits else self.options.proj_dim
 
     def _build(self, n_items: int, frozen: torch.Tensor | None, hidden: int) -> Bert4RecNet:
-        return Bert4RecNet(n_items, hidden, self.options.max_len, frozen, self.options.layers, self.options.heads, self.options.ffn,
-                           self.options.dropout).to(self.device)
+        return Bert4RecNet(n_items, hidden, self.options.max_len, frozen, self.options.layers, self.options.heads,
+                           self.options.ffn, self.options.dropout).to(self.device)
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None = None,
             validation: Validation | None = None) -> "Bert4Rec":
@@ -181,7 +181,8 @@ class Bert4Rec(ItemScorer):
         else:
             train, vectors = align_items(train, items, self.name)
             self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
-        self.net = self._build(len(self.item_ids), frozen, self._hidden_for(None if frozen is None else frozen.shape[1]))
+        self.net = self._build(len(self.item_ids), frozen,
+                               self._hidden_for(None if frozen is None else frozen.shape[1]))
         if frozen is None and self.options.item_init == "cf":
             self._init_items_from_cf(train)
         histories = histories_from(train)

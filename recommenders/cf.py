@@ -24,7 +24,8 @@ def interaction_matrix(train: pl.DataFrame, item_ids: Sequence[str]) -> tuple[li
     users = sorted(train["user_id"].unique().to_list())
     columns = pl.DataFrame({"track_id": list(item_ids), "col": np.arange(len(item_ids))},
                            schema={"track_id": pl.String, "col": pl.Int64})
-    rows = pl.DataFrame({"user_id": users, "row": np.arange(len(users))}, schema={"user_id": pl.String, "row": pl.Int64})
+    rows = pl.DataFrame({"user_id": users, "row": np.arange(len(users))},
+                        schema={"user_id": pl.String, "row": pl.Int64})
     pairs = train.select("user_id", "track_id").join(columns, on="track_id").join(rows, on="user_id")
     matrix = sp.csr_matrix(
         (np.ones(pairs.height, np.float32), (pairs["row"].to_numpy(), pairs["col"].to_numpy())),

@@ -1,8 +1,9 @@
 """Hybrid linear autoencoder (ELSA with content): the item factors are an MLP of the audio embedding.
 
 A = row-normalise(MLP(audio)) of shape (n_items, dim); training minimises ELSA's loss
-(`layers.elsa_loss`) over users' binary histories, as `recommenders.elsa` does with a free factor table. Scores are x A Aᵀ (history is filtered), so a new
-track is scored as soon as its audio vector is known (`add_items`): cold start works by construction.
+(`layers.elsa_loss`) over users' binary histories, as `recommenders.elsa` does with a free factor table.
+Scores are x A Aᵀ (history is filtered), so a new track is scored as soon as its audio vector is known
+(`add_items`): cold start works by construction.
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ class Hybrid(ItemScorer):
         def batches(epoch: int) -> Iterator[torch.Tensor]:
             order = np.random.default_rng([self.options.seed, epoch]).permutation(len(sequences))
             for start in range(0, len(order), self.options.batch_size):
-                yield multi_hot([sequences[i] for i in order[start:start + self.options.batch_size]], n_items, self.device)
+                yield multi_hot([sequences[i] for i in order[start:start + self.options.batch_size]], n_items,
+                                self.device)
 
         def step(x: torch.Tensor) -> tuple[torch.Tensor, int]:
             return elsa_loss(x, self.net.factors()), len(x)

@@ -16,7 +16,8 @@ import polars as pl
 from safetensors.numpy import load_file, save_file
 
 from catalog.io import ItemVectors, atomic_path, write_json
-from recommenders.base import Histories, Rankings, Recommender, register_recommender
+from catalog.histories import Histories, ScoredRankings
+from recommenders.base import Recommender, register_recommender
 from recommenders.index import VectorIndex
 
 
@@ -54,7 +55,8 @@ class ItemKNN(Recommender):
                 rows.append(self.items.matrix[known].mean(axis=0))
         return users, np.asarray(rows, dtype=np.float32).reshape(len(rows), self.items.dim)
 
-    def recommend(self, histories: Histories, k: int, candidates: Sequence[str] | None = None) -> Rankings:
+    def recommend_scored(self, histories: Histories, k: int,
+                         candidates: Sequence[str] | None = None) -> ScoredRankings:
         if self.items is None:
             raise RuntimeError("knn: call fit before recommend")
         pool = self.items if candidates is None else self.items.subset(list(candidates))
@@ -62,8 +64,8 @@ class ItemKNN(Recommender):
         if not users:
             return {}
         index = VectorIndex(pool.ids, pool.matrix, normalize=True)
-        ranked, _ = index.search(queries, k, exclude=[histories[u] for u in users])
-        return dict(zip(users, ranked))
+        ranked, scores = index.search(queries, k, exclude=[histories[u] for u in users])
+        return {user: list(zip(ids, row[: len(ids)].tolist())) for user, ids, row in zip(users, ranked, scores)}
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from catalog.io import ItemVectors
-from recommenders.base import Histories, Rankings, Recommender
+from catalog.histories import Histories, ScoredRankings
+from recommenders.base import Recommender
 
 
 class ItemScorer(Recommender):
@@ -75,13 +76,15 @@ class ItemScorer(Recommender):
         return allowed
 
     @torch.no_grad()
-    def recommend(self, histories: Histories, k: int, candidates: Sequence[str] | None = None) -> Rankings:
-        """Top-`k` items per user, best first, never an item of the user's history, only `candidates` if given."""
+    def recommend_scored(self, histories: Histories, k: int,
+                         candidates: Sequence[str] | None = None) -> ScoredRankings:
+        """Top-`k` (item, score) per user, best first, never an item of the user's history, only `candidates`
+        if given."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         allowed = self._allowed(candidates)
         users = list(histories)
-        rankings: Rankings = {}
+        rankings: ScoredRankings = {}
         for start in range(0, len(users), self.batch_users):
             batch = users[start:start + self.batch_users]
             rows = [self.item_rows(histories[u]) for u in batch]
@@ -93,5 +96,6 @@ class ItemScorer(Recommender):
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
             for b, user in enumerate(batch):
                 keep = torch.isfinite(top.values[b])
-                rankings[user] = [self.item_ids[i] for i in top.indices[b][keep].tolist()]
+                rankings[user] = [(self.item_ids[i], score) for i, score in
+                                  zip(top.indices[b][keep].tolist(), top.values[b][keep].tolist())]
         return rankings

@@ -105,7 +105,8 @@ class Shallow(ItemScorer):
             for start in range(0, len(order), self.options.batch_size):
                 chosen = order[start:start + self.options.batch_size]
                 negatives = rng.integers(0, n_items, size=(len(chosen), self.options.negatives))
-                yield tuple(torch.from_numpy(a).to(self.device) for a in (user_col[chosen], item_col[chosen], negatives))
+                yield tuple(torch.from_numpy(a).to(self.device)
+                            for a in (user_col[chosen], item_col[chosen], negatives))
 
         def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
             return self.net.hinge_loss(*batch, margin=self.options.margin), len(batch[0])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("catalog", "embedders", "recommenders", "evaluation", "assets", "pipelines")
+PACKAGES = ("catalog", "embedders", "recommenders", "evaluation", "serving", "assets", "pipelines")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -30,8 +30,9 @@ def test_definitions_module_loads_the_asset_graph():
 # each package may import only the packages below it: no import cycle between packages
 LAYERS = {"catalog": set(), "embedders": {"catalog"}, "evaluation": {"catalog"},
           "recommenders": {"catalog", "evaluation"},
-          "assets": {"catalog", "embedders", "evaluation", "recommenders"},
-          "pipelines": {"catalog", "embedders", "evaluation", "recommenders", "assets"}}
+          "serving": {"catalog", "embedders", "evaluation", "recommenders"},
+          "assets": {"catalog", "embedders", "evaluation", "recommenders", "serving"},
+          "pipelines": {"catalog", "embedders", "evaluation", "recommenders", "serving", "assets"}}
 
 
 @pytest.mark.parametrize("package", PACKAGES)
