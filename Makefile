@@ -32,6 +32,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/musicrec run experiments/demo.yaml --print-report
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The web UI shows the experiment named by MUSICREC_EXPERIMENT (default: the demo).

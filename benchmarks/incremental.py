@@ -52,7 +52,8 @@ def stage_catalog(demo: Path, scratch: Path, fraction: float, seed: int = 0) -> 
 
 def write_metadata(folder: Path, rows: list[dict]) -> None:
     with open(folder / "metadata.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["audio_path", "track_id", "artist_id", "title", "batch", "tags", "caption"])
+        writer = csv.DictWriter(handle,
+                                fieldnames=["audio_path", "track_id", "artist_id", "title", "batch", "tags", "caption"])
         writer.writeheader()
         writer.writerows([{k: r[k] for k in writer.fieldnames} for r in rows])
 
@@ -96,8 +97,10 @@ def main() -> None:
 
     print(f"{'run':<34}{'wall s':>9}{'share':>8}")
     print(f"{'full run (' + str(len(existing)) + ' tracks)':<34}{full:>9.1f}{1:>8.0%}")
-    print(f"{'+' + str(len(held)) + ' new tracks (' + format(args.fraction, '.0%') + ')':<34}{incremental:>9.1f}{incremental / full:>8.1%}")
-    print(f"assets rerun after the embed job: {len(stale)} ({', '.join(sorted(stale)[:6])}{', ...' if len(stale) > 6 else ''})")
+    print(f"{'+' + str(len(held)) + ' new tracks (' + format(args.fraction, '.0%') + ')':<34}"
+          f"{incremental:>9.1f}{incremental / full:>8.1%}")
+    print(f"assets rerun after the embed job: {len(stale)} "
+          f"({', '.join(sorted(stale)[:6])}{', ...' if len(stale) > 6 else ''})")
     print(f"target: at most 15% of the full run -> {'met' if incremental <= 0.15 * full else 'NOT met'}")
 
 

@@ -3,8 +3,9 @@
 Weights (the `weights` option) are either
 - a transformers CLAP folder: `config.json` + `model.safetensors` (or `pytorch_model.bin`), with
   `preprocessor_config.json` and tokenizer files when present (e.g. a local copy of `laion/larger_clap_music`);
-- an original LAION checkpoint `.pt` (e.g. `music_audioset_epoch_15_esc_90.14.pt`), plus `config`: a folder holding the matching transformers `config.json` (its feature-extractor and
-  tokenizer files are used too) or a named config (`htsat-tiny`, `htsat-base`); see `embedders.clap_laion`.
+- an original LAION checkpoint `.pt` (e.g. `music_audioset_epoch_15_esc_90.14.pt`), plus `config`: a folder
+  holding the matching transformers `config.json` (its feature-extractor and tokenizer files are used too) or a
+  named config (`htsat-tiny`, `htsat-base`); see `embedders.clap_laion`.
 
 Audio policy: 48 kHz mono; each track is cut into windows of the feature extractor's clip length (10 s for
 LAION CLAP) every `hop_s` seconds, at most `max_windows` of them spread evenly over the track

@@ -6,18 +6,19 @@ possibly prefixed with `module.` (saved from DistributedDataParallel). It is rea
 `torch.load(weights_only=True)` (or safetensors), so no pickled code runs. Its layout, from the module names in
 `laion_clap/clap_module/model.py` and `htsat.py`, maps to transformers' `ClapModel` as follows:
 
-| LAION (`CLAP`)                                         | transformers (`ClapModel`)                                  |
-|--------------------------------------------------------|-------------------------------------------------------------|
-| `text_branch.*` (a `RobertaModel`)                      | `text_model.*` (same inner names)                           |
-| `text_projection.0` / `.2`, `audio_projection.0` / `.2` | `text_projection.linear1` / `.linear2`, same for audio      |
-| `logit_scale_a`, `logit_scale_t`                        | same                                                        |
-| `audio_branch.bn0`                                      | `audio_model.audio_encoder.batch_norm`                      |
-| `audio_branch.layers.i.blocks.j.norm1` / `norm2`        | `...layers.i.blocks.j.layernorm_before` / `layernorm_after` |
-| `...blocks.j.attn.qkv` (rows: query, key, value)        | `...blocks.j.attention.self.query` / `key` / `value`        |
-| `...blocks.j.attn.relative_position_*`                  | `...blocks.j.attention.self.relative_position_*`            |
-| `...blocks.j.attn.proj`                                 | `...blocks.j.attention.output.dense`                        |
-| `...blocks.j.mlp.fc1` / `fc2`                           | `...blocks.j.intermediate.dense` / `output.dense`           |
-| `audio_branch.patch_embed.*`, `layers.i.downsample.*`, `norm.*` | `audio_model.audio_encoder.*` (same names)          |
+| LAION (`CLAP`)                                   | transformers (`ClapModel`)                                  |
+|--------------------------------------------------|-------------------------------------------------------------|
+| `text_branch.*` (a `RobertaModel`)               | `text_model.*` (same inner names)                           |
+| `text_projection.0` / `.2`                       | `text_projection.linear1` / `.linear2`                      |
+| `audio_projection.0` / `.2`                      | `audio_projection.linear1` / `.linear2`                     |
+| `logit_scale_a`, `logit_scale_t`                 | same                                                        |
+| `audio_branch.bn0`                               | `audio_model.audio_encoder.batch_norm`                      |
+| `audio_branch.layers.i.blocks.j.norm1` / `norm2` | `...layers.i.blocks.j.layernorm_before` / `layernorm_after` |
+| `...blocks.j.attn.qkv` (rows: query, key, value) | `...blocks.j.attention.self.query` / `key` / `value`        |
+| `...blocks.j.attn.relative_position_*`           | `...blocks.j.attention.self.relative_position_*`            |
+| `...blocks.j.attn.proj`                          | `...blocks.j.attention.output.dense`                        |
+| `...blocks.j.mlp.fc1` / `fc2`                    | `...blocks.j.intermediate.dense` / `output.dense`           |
+| `audio_branch.patch_embed.*`, `layers.i.downsample.*`, `norm.*` | `audio_model.audio_encoder.*` (same names)   |
 
 Dropped, because transformers has no counterpart or computes them itself: the torchlibrosa front end
 (`audio_branch.spectrogram_extractor`, `audio_branch.logmel_extractor`; `ClapFeatureExtractor` computes the

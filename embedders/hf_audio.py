@@ -88,7 +88,8 @@ class HFAudioEmbedder(Backbone):
         trust_remote_code = o.trust_remote_code
         path = resolve_weights(weights, "hf_audio", EXPECTED_WEIGHTS)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"hf_audio: {path} is not a folder holding config.json; expected {EXPECTED_WEIGHTS}")
+            raise FileNotFoundError(f"hf_audio: {path} is not a folder holding config.json; "
+                                    f"expected {EXPECTED_WEIGHTS}")
         if pooling not in ("mean", "max"):
             raise ValueError(f"hf_audio: pooling={pooling!r}; expected 'mean' or 'max' (over time)")
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)

@@ -134,10 +134,12 @@ def embed_tracks(
     audio_seconds = 0.0
     batches = list(_chunks(rows, batch_size))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending: Future | None = pool.submit(_decode_batch, embedder, batches[0], root, max_seconds) if batches else None
+        pending: Future | None = (pool.submit(_decode_batch, embedder, batches[0], root, max_seconds)
+                                  if batches else None)
         for number in range(1, len(batches) + 1):
             batch_ids, waves, decode_failures = pending.result()
-            pending = pool.submit(_decode_batch, embedder, batches[number], root, max_seconds) if number < len(batches) else None
+            pending = (pool.submit(_decode_batch, embedder, batches[number], root, max_seconds)
+                       if number < len(batches) else None)
             kept_ids, kept_vectors, embed_failures = _embed_batch(embedder, batch_ids, waves) if waves else ([], [], [])
             ids += kept_ids
             vectors += kept_vectors

@@ -46,7 +46,8 @@ def significance_table(per_user: pl.DataFrame, baseline_backbone: str = "random"
                                           pl.lit(backbone).alias("backbone")))
     if not rows:
         return pl.DataFrame(schema={c: pl.String for c in SYSTEM})
-    return pl.concat(rows).select(SYSTEM + [c for c in rows[0].columns if c not in SYSTEM]).sort(SYSTEM + ["metric", "k"])
+    return (pl.concat(rows).select(SYSTEM + [c for c in rows[0].columns if c not in SYSTEM])
+            .sort(SYSTEM + ["metric", "k"]))
 
 
 def _cell(row: dict) -> str:
@@ -77,7 +78,8 @@ def markdown_report(
     for scenario in metrics["scenario"].unique(maintain_order=True).to_list():
         at_k = metrics.filter((pl.col("scenario") == scenario) & (pl.col("k") == k))
         lines += [f"## Scenario: {scenario} (k = {k})", "",
-                  "| recommender | backbone | " + " | ".join(f"{METRIC_NAMES.get(m, m)}@{k}" for m in shown) + " | users |",
+                  "| recommender | backbone | " + " | ".join(f"{METRIC_NAMES.get(m, m)}@{k}" for m in shown)
+                  + " | users |",
                   "|---|---|" + "---|" * len(shown) + "---|"]
         for (recommender, backbone), group in at_k.group_by(["recommender", "backbone"], maintain_order=True):
             cells = []
@@ -183,7 +185,8 @@ def html_report(
     if plots:
         out.append("<h2>Figures</h2>")
         for caption, path in plots.items():
-            out.append(f'<figure><img src="{e(_relative(path, relative_to), quote=True)}" alt="{e(caption, quote=True)}">'
+            out.append(f'<figure><img src="{e(_relative(path, relative_to), quote=True)}" '
+                       f'alt="{e(caption, quote=True)}">'
                        f"<figcaption>{e(caption)}</figcaption></figure>")
     out += ['<section class="reference" id="reference-numbers">',
             "<h2>Published reference numbers (Music4All-Onion, not the demo)</h2>",
@@ -191,10 +194,12 @@ def html_report(
             "(a real catalog and real listeners), not on this demo catalog: they are not comparable in absolute "
             "value with the numbers above. Compare orderings (e.g. content KNN far below sequence models, pure CF "
             "strongest on hit rate), not magnitudes.</p>",
-            "<table><tr><th>system</th>" + "".join(f"<th>{METRIC_NAMES[m]}@50</th>" for m in ("hit_rate", "recall", "ndcg"))
+            "<table><tr><th>system</th>"
+            + "".join(f"<th>{METRIC_NAMES[m]}@50</th>" for m in ("hit_rate", "recall", "ndcg"))
             + "</tr>"]
     for ref in REFERENCE_NUMBERS:
-        cells = "".join("<td>–</td>" if ref[m] is None else f"<td>{ref[m]:.3f}</td>" for m in ("hit_rate", "recall", "ndcg"))
+        cells = "".join("<td>–</td>" if ref[m] is None else f"<td>{ref[m]:.3f}</td>"
+                        for m in ("hit_rate", "recall", "ndcg"))
         out.append(f'<tr><td class="name">{e(ref["system"])}</td>{cells}</tr>')
     out += ["</table></section>", "</body></html>"]
     return "\n".join(out) + "\n"

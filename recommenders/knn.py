@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 from safetensors.numpy import load_file, save_file
 
-from catalog.io import ItemVectors, atomic_path, write_json
 from catalog.histories import Histories, ScoredRankings
+from catalog.io import ItemVectors, atomic_path, write_json
 from recommenders.base import Recommender, register_recommender
 from recommenders.index import VectorIndex
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from catalog.io import ItemVectors
 from catalog.histories import Histories, ScoredRankings
+from catalog.io import ItemVectors
 from recommenders.base import Recommender
 
 

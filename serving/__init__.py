@@ -1,1 +1,2 @@
-"""Serving: the tables a platform reads (recommendations, similar tracks, search), their releases, the CLI lookups and the HTTP API."""
+"""Serving: the tables a platform reads (recommendations, similar tracks, search), their releases, the
+lookups of the CLI and the HTTP API."""

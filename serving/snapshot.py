@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,7 @@ def current_release(storage: str | Path) -> Path | None:
 def publish_release(storage: str | Path, tables: dict[str, pl.DataFrame], vectors: ItemVectors | None,
                     manifest: dict) -> Path:
     """Write a new release folder (tables, vectors, manifest), then point CURRENT at it; returns the folder."""
-    created = datetime.now(timezone.utc)
+    created = datetime.now(UTC)
     name = created.strftime("%Y%m%dT%H%M%S%fZ")
     folder = serving_root(storage) / "releases" / name
     for table_name in TABLES:

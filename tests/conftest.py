@@ -107,7 +107,8 @@ def make_folder_catalog(root: Path) -> Path:
         likes_low = u % 2 == 0
         liked = [t for t, low in tracks if low == likes_low]
         for j, track in enumerate(rng.permutation(liked)[:5]):
-            rows.append((f"u{u:02d}", str(track), datetime(2024, 1, 1) + timedelta(days=int(j * 7 + rng.integers(0, 3))), 1))
+            rows.append((f"u{u:02d}", str(track),
+                         datetime(2024, 1, 1) + timedelta(days=int(j * 7 + rng.integers(0, 3))), 1))
     interactions = pl.DataFrame(rows, schema=["user_id", "track_id", "timestamp", "count"], orient="row")
     return write_table(interactions.with_columns(pl.col("timestamp").cast(pl.Datetime("us"))), "interactions",
                        root.parent / "interactions.parquet")

@@ -9,8 +9,15 @@ import pyarrow as pa
 import pytest
 
 from catalog.io import (
-    ItemVectors, atomic_path, read_embeddings, read_metadata, read_table, write_embeddings, write_json,
-    write_parquet, write_table,
+    ItemVectors,
+    atomic_path,
+    read_embeddings,
+    read_metadata,
+    read_table,
+    write_embeddings,
+    write_json,
+    write_parquet,
+    write_table,
 )
 from catalog.schemas import SchemaError
 
@@ -41,7 +48,7 @@ def test_atomic_path_success_replaces_target_and_leaves_no_temp(tmp_path):
 def test_failed_parquet_write_keeps_previous_table(tmp_path):
     target = tmp_path / "t.parquet"
     write_parquet(pa.table({"x": [1]}), target)
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         write_parquet("not a table", target)  # type: ignore[arg-type]
     assert pl.read_parquet(target)["x"].to_list() == [1]
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]

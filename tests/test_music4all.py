@@ -6,10 +6,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from music4all_fixture import write_music4all_fixture
 
 from catalog.music4all import music4all_catalog, read_listening_tsv, read_split_parquet
 from catalog.schemas import SPECS
-from music4all_fixture import write_music4all_fixture
 
 CONTRACT = {"user_id": pl.String, "track_id": pl.String, "timestamp": pl.Datetime("us"), "count": pl.Int32}
 CUTOFF = datetime(2019, 2, 1)

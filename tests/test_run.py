@@ -164,7 +164,8 @@ def test_a_recommender_from_a_test_module_joins_the_graph_and_the_report(user_fo
     defs = build_definitions(experiment)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"model_toy__none", "eval_toy__none"} <= keys
-    assert defs.resolve_assets_def("model_toy__none").code_versions_by_key[dg.AssetKey("model_toy__none")].startswith("7:")
+    assert (defs.resolve_assets_def("model_toy__none").code_versions_by_key[dg.AssetKey("model_toy__none")]
+            .startswith("7:"))
     run_experiment(experiment, dg.DagsterInstance.ephemeral(), say=lambda _: None)
     assert "| toy | none |" in (experiment.storage / "reports" / "report.md").read_text()
     config = yaml.safe_load((experiment.storage / "models" / "toy__none" / "config.json").read_text())

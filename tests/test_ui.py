@@ -105,11 +105,14 @@ def _stop_automation_sensor(base: str, repository: str) -> None:
     graph. Stop it, so the test runs exactly what it launches."""
     data = _graphql(base, """query($sel: RepositorySelector!) { sensorsOrError(repositorySelector: $sel) {
         __typename ... on Sensors { results { name jobOriginId sensorState { selectorId status } } }
-        ... on PythonError { message } } }""", {"sel": {"repositoryName": repository, "repositoryLocationName": LOCATION}})
+        ... on PythonError { message } } }""",
+                    {"sel": {"repositoryName": repository, "repositoryLocationName": LOCATION}})
     for sensor in data["sensorsOrError"]["results"]:
         if sensor["sensorState"]["status"] == "RUNNING":
-            result = _graphql(base, """mutation($o: String, $s: String) { stopSensor(jobOriginId: $o, jobSelectorId: $s) {
-                __typename ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }""",
+            result = _graphql(base, """mutation($o: String, $s: String) {
+                stopSensor(jobOriginId: $o, jobSelectorId: $s) {
+                __typename ... on StopSensorMutationResult { instigationState { status } }
+                ... on PythonError { message } } }""",
                               {"o": sensor["jobOriginId"], "s": sensor["sensorState"]["selectorId"]})
             assert result["stopSensor"]["__typename"] == "StopSensorMutationResult", (sensor["name"], result)
 
@@ -141,7 +144,8 @@ def _wait_for_run(base: str, run_id: str, log: Path) -> str:
 
 def _run_failure_messages(base: str, run_id: str) -> str:
     data = _graphql(base, """query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
-        events { __typename ... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message } } } } } }""",
+        events { __typename ... on MessageEvent { message }
+        ... on ExecutionStepFailureEvent { error { message } } } } } }""",
                     {"id": run_id})
     events = data["logsForRun"].get("events", [])
     return "\n".join(json.dumps(e)[:800] for e in events if "Failure" in e["__typename"] or "Error" in e["__typename"])

@@ -1,0 +1,291 @@
+"""The HTTP API and web page over the live serving release (`serving.snapshot`).
+
+    run_server("storage", port=8000)   # http://127.0.0.1:8000/ (page), /docs (OpenAPI)
+
+Endpoints (JSON; every error is {"error": message} with a fitting status, never a traceback):
+- GET  /api/recommend/{user_id}?k=10    a user's top k
+- GET  /api/similar/{track_id}?k=10     a catalog track's k most similar tracks
+- POST /api/similar?k=10                multipart file "audio": the k tracks nearest to the uploaded audio, embedded
+                                        with the release's similar-tracks backbone
+- GET  /api/search?q=...&k=10           natural-language search (the release's text search index)
+- GET  /api/users?prefix=&limit=50, GET /api/users/{user_id}/history, GET /api/health
+- GET  /audio/{path}                    a file under the release's audio root (nothing else on disk)
+- GET  /                                the web page (static files under /static)
+
+Hot swap: a daemon thread reads `<storage>/serving/CURRENT` every `poll_seconds`; when it names a new release,
+the thread loads that release completely (plus the search index and audio backbone if the outgoing release had
+loaded them), then replaces one reference. A request reads that reference once, at its start, and answers from
+that release throughout: requests in flight finish on the release they began with, none fails during a swap.
+Models load at most once per release, on first use (or during the swap, as above), never per request.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from embedders.audio import AudioDecodeError, load_mono
+from embedders.base import BACKBONES, Backbone
+from recommenders.text_search import TextSearchIndex
+from serving.snapshot import Hit, ServingRelease, UnknownId, current_release, load_current
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_K = 200  # longest list a request may ask for
+MAX_ID_CHARS = 200  # longest user or track id accepted
+MAX_QUERY_CHARS = 500  # longest search query, characters
+MAX_UPLOAD_SECONDS = 600  # audio decoded from an upload, seconds (the rest is ignored)
+CHUNK_BYTES = 2**20  # upload copy chunk, bytes
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"list length, 1..{MAX_K}")]
+UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS)]
+TrackId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+class FeatureMissing(LookupError):
+    """The release lacks what an endpoint needs (search index, audio backbone, track vectors, audio root): 404."""
+
+
+class Served:
+    """One release plus the models it loads on first use: the text search index and the audio backbone."""
+
+    def __init__(self, release: ServingRelease) -> None:
+        self.release = release
+        self._search: TextSearchIndex | None = None
+        self._backbone: Backbone | None = None
+        self._search_lock = threading.Lock()
+        self._backbone_lock = threading.Lock()
+        self.embed_lock = threading.Lock()  # one upload decoded and embedded at a time: bounds memory
+
+    def search_index(self) -> TextSearchIndex:
+        """The release's text search index, loaded once."""
+        if self._search is None:
+            with self._search_lock:
+                if self._search is None:
+                    folder = self.release.manifest.get("search_index")
+                    if not folder:
+                        raise FeatureMissing(f"release {self.release.name} has no text search index")
+                    self._search = TextSearchIndex.load(folder)
+        return self._search
+
+    def backbone(self) -> Backbone:
+        """The release's similar-tracks backbone (manifest "similar_backbone"), constructed once."""
+        if self._backbone is None:
+            with self._backbone_lock:
+                if self._backbone is None:
+                    spec = self.release.manifest.get("similar_backbone")
+                    if not spec or self.release.vectors is None:
+                        raise FeatureMissing(f"release {self.release.name} has no similar-tracks backbone "
+                                             "and vectors: similar-by-audio is unavailable")
+                    cls = BACKBONES.get(spec["name"])
+                    if not cls.needs_audio:
+                        raise FeatureMissing(f"the similar-tracks backbone {spec['name']!r} of release "
+                                             f"{self.release.name} does not read audio")
+                    self._backbone = cls(**spec.get("options") or {})
+        return self._backbone
+
+    def warm(self, previous: Served) -> None:
+        """Load now the models `previous` had loaded, so that the first requests after a swap do not wait."""
+        if previous._search is not None:
+            with contextlib.suppress(FeatureMissing):
+                self.search_index()
+        if previous._backbone is not None:
+            with contextlib.suppress(FeatureMissing):
+                self.backbone()
+
+
+class LiveRelease:
+    """The release requests are answered from (`served`), swapped by a watcher thread when CURRENT changes."""
+
+    def __init__(self, storage: str | Path, poll_seconds: float) -> None:
+        self.storage = Path(storage)
+        self.poll_seconds = poll_seconds
+        self.served = Served(load_current(storage))
+        self._folder = self.served.release.folder
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.check()
+
+    def check(self) -> None:
+        """Swap in the release CURRENT names if it is new. One that fails to load is logged and skipped: the
+        old release keeps serving until CURRENT changes again."""
+        folder = current_release(self.storage)
+        if folder is None or folder == self._folder:
+            return
+        self._folder = folder
+        try:
+            fresh = Served(ServingRelease(folder))
+            fresh.warm(self.served)
+        except Exception:  # noqa: BLE001 — a bad release must not stop the server
+            log.exception("release %s failed to load; still serving %s", folder.name, self.served.release.name)
+            return
+        self.served = fresh
+        log.info("now serving release %s", fresh.release.name)
+
+
+def _items(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [hit.as_dict() for hit in hits]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = (f"upload too large: the request body may hold at most {max_upload_bytes} bytes"
+                   if exc.status_code == 413 else str(exc.detail))
+        return _error(exc.status_code, message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+        return _error(422, "; ".join(problems))
+
+    @app.exception_handler(UnknownId)
+    async def unknown_id(request: Request, exc: UnknownId) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(FeatureMissing)
+    async def feature_missing(request: Request, exc: FeatureMissing) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"internal server error ({type(exc).__name__}); the traceback is in the server log")
+
+
+def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes: int = 20 * 2**20) -> FastAPI:
+    """The API and page over `<storage>/serving`'s live release (FileNotFoundError when there is none yet).
+    `poll_seconds`: how often the watcher checks for a new release, seconds. `max_upload_bytes`: largest request
+    body of the audio upload, bytes (the file plus a few hundred bytes of multipart framing); larger: 413."""
+    live = LiveRelease(storage, poll_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live.start()
+        try:
+            yield
+        finally:
+            live.stop()
+
+    app = FastAPI(title="musicrec", summary="Recommendations, similar tracks and search over the live release.",
+                  lifespan=lifespan)
+    _install_error_handlers(app, max_upload_bytes)
+
+    # In-memory lookups (microseconds) run on the event loop; model calls (search, upload) in the thread pool.
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        """The live release and the system it serves."""
+        manifest = live.served.release.manifest
+        return {key: manifest.get(key) for key in ("release", "experiment", "recommender", "backbone")}
+
+    @app.get("/api/recommend/{user_id}")
+    async def recommend(user_id: UserId, k: K = 10) -> dict[str, Any]:
+        """The user's top `k` tracks (at most the release's list length)."""
+        release = live.served.release
+        return {"user_id": user_id, "release": release.name, "items": _items(release.recommend(user_id, k))}
+
+    @app.get("/api/similar/{track_id}")
+    async def similar(track_id: TrackId, k: K = 10) -> dict[str, Any]:
+        """The `k` catalog tracks most similar to a catalog track."""
+        release = live.served.release
+        return {"track_id": track_id, "release": release.name, "items": _items(release.similar(track_id, k))}
+
+    @app.post("/api/similar", max_body_size=max_upload_bytes)
+    def similar_to_audio(
+        audio: Annotated[UploadFile, File(description="an audio file (any format libsndfile reads)")], k: K = 10,
+    ) -> dict[str, Any]:
+        """The `k` catalog tracks nearest (cosine) to an uploaded audio file (its first 600 s)."""
+        served = live.served
+        backbone = served.backbone()
+        name = Path(audio.filename or "upload").name
+        suffix = Path(name).suffix if Path(name).suffix[1:].isalnum() else ""
+        with tempfile.NamedTemporaryFile(prefix="musicrec-upload-", suffix=suffix) as tmp:
+            shutil.copyfileobj(audio.file, tmp, CHUNK_BYTES)
+            tmp.flush()
+            with served.embed_lock:
+                try:
+                    wave = load_mono(tmp.name, backbone.sample_rate, max_seconds=MAX_UPLOAD_SECONDS)
+                except AudioDecodeError as exc:
+                    raise HTTPException(422, str(exc).replace(tmp.name, name)) from None
+                vector = backbone.embed([wave])[0]
+        return {"release": served.release.name, "items": _items(served.release.similar_to_vector(vector, k))}
+
+    @app.get("/api/search")
+    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)], k: K = 10) -> dict[str, Any]:
+        """The `k` tracks whose tags and caption best match the text `q` (cosine score)."""
+        if not q.strip():
+            raise HTTPException(422, "q: the query is blank")
+        served = live.served
+        hits = served.release.hits(served.search_index().search(q, k))
+        return {"query": q, "release": served.release.name, "items": _items(hits)}
+
+    @app.get("/api/users")
+    async def users(prefix: Annotated[str, Query(max_length=MAX_ID_CHARS)] = "",
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+        """Known user ids starting with `prefix`, sorted, at most `limit`."""
+        return {"users": live.served.release.users(prefix, limit)}
+
+    @app.get("/api/users/{user_id}/history")
+    async def history(user_id: UserId) -> dict[str, Any]:
+        """The user's plays, oldest first (score 0)."""
+        return {"user_id": user_id, "items": _items(live.served.release.history(user_id))}
+
+    @app.get("/audio/{path:path}", response_class=FileResponse)
+    async def audio_file(path: str) -> FileResponse:
+        """A track's audio file, `path` relative to the release's audio root; anything resolving outside it: 403."""
+        root = live.served.release.manifest.get("audio_root")
+        if not root:
+            raise FeatureMissing(f"release {live.served.release.name} has no audio folder")
+        root_path = Path(root).resolve()
+        try:
+            target = (root_path / path).resolve()
+        except (OSError, ValueError):
+            raise HTTPException(403, f"refused audio path {path!r}") from None
+        if not target.is_relative_to(root_path):
+            raise HTTPException(403, f"refused audio path {path!r}: outside the audio folder")
+        if not target.is_file():
+            raise HTTPException(404, f"no audio file {path!r}")
+        return FileResponse(target)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def run_server(storage: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve `create_app(storage)` with uvicorn until interrupted (blocks)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(storage), host=host, port=port)

@@ -1,0 +1,107 @@
+"""The serving tables: nearest tracks against a numpy oracle, the incremental similar-tracks update equal to a
+full recompute, and a tiny experiment whose release answers `musicrec recommend / similar [--audio]` and is
+replaced atomically when a new batch of tracks arrives."""
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from conftest import make_folder_catalog, write_tone
+
+from assets.experiment import load_experiment
+from assets.serving import merge_similar, nearest_tracks, ranked_table
+from catalog.io import ItemVectors
+from pipelines.cli import main
+from pipelines.run import run_experiment
+from serving.snapshot import current_release, load_current
+
+
+def vectors(n: int, seed: int = 0, dim: int = 8) -> ItemVectors:
+    return ItemVectors([f"t{i:03d}" for i in range(n)],
+                       np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32))
+
+
+def test_nearest_tracks_match_a_numpy_oracle():
+    items = vectors(40)
+    found = nearest_tracks(items, items, 5)
+    unit = items.matrix / np.linalg.norm(items.matrix, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    for row, track in enumerate(items.ids):
+        expected = [items.ids[j] for j in np.argsort(-cosine[row], kind="stable")[:5]]
+        assert [t for t, _ in found[track]] == expected
+        assert [s for _, s in found[track]] == pytest.approx(sorted(cosine[row], reverse=True)[:5], abs=1e-5)
+
+
+def test_incremental_update_equals_a_full_recompute():
+    everything = vectors(60, seed=1)
+    known = ItemVectors(everything.ids[:50], everything.matrix[:50])
+    previous = ranked_table(nearest_tracks(known, known, 6), "track_id", "similar_id")
+    merged = merge_similar(previous, everything, 6)
+    full = ranked_table(nearest_tracks(everything, everything, 6), "track_id", "similar_id")
+    assert merged is not None
+    assert merged.select("track_id", "rank", "similar_id").equals(full.select("track_id", "rank", "similar_id"))
+    assert np.allclose(merged["score"].to_numpy(), full["score"].to_numpy(), atol=1e-5)
+
+
+def test_a_changed_catalog_forces_a_full_recompute():
+    everything = vectors(30, seed=2)
+    previous = ranked_table(nearest_tracks(everything, everything, 4), "track_id", "similar_id")
+    fewer = ItemVectors(everything.ids[1:], everything.matrix[1:])  # a known track disappeared
+    assert merge_similar(previous, fewer, 4) is None
+    assert merge_similar(previous, everything, 8) is None  # longer lists asked for
+    assert merge_similar(previous, everything, 4).equals(previous)  # nothing new: unchanged
+
+
+@pytest.mark.slow
+def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, capsys):
+    folder = tmp_path / "music"
+    interactions = make_folder_catalog(folder)
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "serve", "storage": "out",
+        "catalog": {"kind": "folder", "folder": "music", "interactions": str(interactions)},
+        "backbones": {"random": {"dim": 8}, "handcrafted": {}}, "recommenders": {"knn": {}},
+        "baselines": ["popularity"], "serve": {"recommender": "knn", "backbone": "handcrafted", "k": 5}}))
+    experiment = load_experiment(path)
+    instance = dg.DagsterInstance.ephemeral()
+    run_experiment(experiment, instance, say=lambda _: None)
+    first = current_release(experiment.storage)
+    release = load_current(experiment.storage)
+    assert release.manifest["recommender"] == "knn" and release.manifest["similar"] == "handcrafted"
+
+    assert main(["recommend", "u00", "-k", "3", "--experiment", str(path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 3 and lines[0].startswith("  1.")
+    expected = [hit.track_id for hit in release.recommend("u00", 3)]
+    assert [line.rsplit("(", 1)[1].split(")")[0] for line in lines] == expected
+
+    assert main(["recommend", "u00x", "--experiment", str(path)]) == 2
+    assert "unknown user 'u00x'; closest known: u00," in capsys.readouterr().err
+
+    # tones: the low ones (tone0-2) are each other's neighbours, as are the high ones
+    similar = [hit.track_id for hit in release.similar("b000/tone0", 2)]
+    assert set(similar) <= {"b000/tone1", "b000/tone2", "b001/tone0", "b001/tone1", "b001/tone2"}
+    assert main(["similar", "--audio", str(folder / "b001" / "tone4.wav"), "-k", "1", "--experiment", str(path)]) == 0
+    out = capsys.readouterr().out  # the file's own track (or its identical twin of the other batch) comes first
+    assert "1.000  tone4" in out and ("(b001/tone4)" in out or "(b000/tone4)" in out)
+
+    write_tone(folder / "b002" / "tone0.wav", 330.0)
+    run_experiment(experiment, instance, say=lambda _: None)
+    second = current_release(experiment.storage)
+    assert second != first and second.exists()
+    table = pl.read_parquet(second / "similar_tracks.parquet")
+    assert "b002/tone0" in set(table["track_id"]) and table.filter(pl.col("track_id") == "b002/tone0").height == 5
+
+
+def test_lookups_without_a_release_explain_what_to_run(tmp_path, capsys):
+    assert main(["recommend", "u00", "--storage", str(tmp_path)]) == 2
+    assert "no serving release yet; run `musicrec run <experiment>`" in capsys.readouterr().err
+
+
+def test_k_is_bounded(capsys):
+    with pytest.raises(SystemExit):
+        main(["recommend", "u00", "-k", "0"])
+    assert "k must be between 1 and 200" in capsys.readouterr().err
