@@ -21,6 +21,7 @@ import polars as pl
 import soundfile as sf
 
 from catalog.schemas import FAILURES, TRACKS, SchemaError
+from catalog.sniff import describe
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".w64", ".opus"}
 SILENCE_PEAK = 1e-5  # a file whose absolute peak is below this (full scale = 1.0) counts as silent
@@ -46,7 +47,7 @@ def inspect_audio(path: Path) -> tuple[float, int, int]:
     try:
         audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"unreadable audio: {exc}") from None
+        raise ValueError(f"unreadable audio: {describe(path)} (decoder: {exc})") from None
     if audio.shape[0] == 0:
         raise ValueError("empty audio: no samples")
     if float(np.abs(audio).max()) < SILENCE_PEAK:

@@ -21,9 +21,29 @@ import pyarrow.parquet as pq
 from catalog.schemas import SchemaError, validate_table
 
 
+def umask() -> int:
+    """The process's file-mode creation mask (from /proc where it is shown, else by setting and restoring it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def follow_umask(path: Path) -> None:
+    """Give a file (0o666) or folder (0o777) made by `tempfile` (0o600 / 0o700) the mode any other file or
+    folder would get under the umask, so that others sharing the storage can read it."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask())
+
+
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success fsync it and rename it onto `target`, else delete it."""
+    """Yield a temp path beside `target`; on success fsync it, give it the mode the umask gives new files and
+    rename it onto `target`, else delete it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
@@ -33,6 +53,7 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        follow_umask(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from catalog.sniff import describe
+
 
 class AudioDecodeError(ValueError):
     """A track could not be turned into a waveform; the message names the file and the reason."""
@@ -22,7 +24,7 @@ def load_mono(path: str | Path, sample_rate: int, max_seconds: float | None = No
             frames = -1 if max_seconds is None else int(max_seconds * native_rate)
             audio = handle.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioDecodeError(f"{path}: cannot decode audio ({exc})") from None
+        raise AudioDecodeError(f"{path}: cannot decode audio: {describe(path)} (decoder: {exc})") from None
     if audio.shape[0] == 0:
         raise AudioDecodeError(f"{path}: no audio samples")
     mono = audio.mean(axis=1)

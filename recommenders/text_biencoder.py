@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from catalog.io import write_json
+from catalog.io import follow_umask, write_json
 from evaluation.text_retrieval import DESCRIPTOR_SEPARATOR
 from recommenders.training import pick_device, seed_everything
 
@@ -242,6 +242,7 @@ class TextBiEncoder:
         try:
             self.model.save(str(tmp), safe_serialization=True)
             write_json({"base": self.source, **self.training_record}, tmp / PROVENANCE_FILE)
+            follow_umask(tmp)
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             if folder.exists():

@@ -35,7 +35,9 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedders.audio import AudioDecodeError, load_mono
 from embedders.base import BACKBONES, Backbone
@@ -149,6 +151,41 @@ class LiveRelease:
         log.info("now serving release %s", fresh.release.name)
 
 
+class UploadTooLarge(HTTPException):
+    """A request body larger than the server accepts: 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"upload too large: a request body may hold at most {max_bytes} bytes")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is refused with 413 {"error"}: at once when its
+    Content-Length says so (nothing read), else as soon as the bytes received pass the limit (reading stops)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = UploadTooLarge(self.max_bytes)
+            return await _error(error.status_code, error.detail)(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise UploadTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def _items(hits: list[Hit]) -> list[dict[str, Any]]:
     return [hit.as_dict() for hit in hits]
 
@@ -157,12 +194,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = (f"upload too large: the request body may hold at most {max_upload_bytes} bytes"
-                   if exc.status_code == 413 else str(exc.detail))
-        return _error(exc.status_code, message, exc.headers)
+        return _error(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -186,7 +221,7 @@ def _install_error_handlers(app: FastAPI, max_upload_bytes: int) -> None:
 def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes: int = 20 * 2**20) -> FastAPI:
     """The API and page over `<storage>/serving`'s live release (FileNotFoundError when there is none yet).
     `poll_seconds`: how often the watcher checks for a new release, seconds. `max_upload_bytes`: largest request
-    body of the audio upload, bytes (the file plus a few hundred bytes of multipart framing); larger: 413."""
+    body (the audio upload), bytes (the file plus a few hundred bytes of multipart framing); larger: 413."""
     live = LiveRelease(storage, poll_seconds)
 
     @contextlib.asynccontextmanager
@@ -199,7 +234,9 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
 
     app = FastAPI(title="musicrec", summary="Recommendations, similar tracks and search over the live release.",
                   lifespan=lifespan)
-    _install_error_handlers(app, max_upload_bytes)
+    app.state.live = live
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
 
     # In-memory lookups (microseconds) run on the event loop; model calls (search, upload) in the thread pool.
     @app.get("/api/health")
@@ -220,7 +257,7 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
         release = live.served.release
         return {"track_id": track_id, "release": release.name, "items": _items(release.similar(track_id, k))}
 
-    @app.post("/api/similar", max_body_size=max_upload_bytes)
+    @app.post("/api/similar")
     def similar_to_audio(
         audio: Annotated[UploadFile, File(description="an audio file (any format libsndfile reads)")], k: K = 10,
     ) -> dict[str, Any]:

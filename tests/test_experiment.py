@@ -40,7 +40,8 @@ def test_demo_file_is_what_the_demo_ran():
     assert list(demo.backbones) == ["random", "handcrafted", "musicnn_mtt"]
     assert demo.cold_systems() == ["knn", "shallow", "contrastive", "hybrid", "acarec"]  # bert4rec ranks no new track
     assert demo.recommender_options("shallow") == {"max_epochs": 12, "patience": 3}
-    assert ("popularity", "none") in demo.hot_systems() and len(demo.hot_systems()) == 5 * 3 + 2
+    assert ("popularity", "none") in demo.hot_systems() and len(demo.hot_systems()) == 5 * 3 + 3
+    assert demo.served_system() == ("hybrid", "musicnn_mtt") and demo.similar_table() == "musicnn_mtt"
 
 
 def test_music4all_file_is_the_journal_protocol():

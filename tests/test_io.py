@@ -129,3 +129,24 @@ def test_write_json_is_sorted_and_atomic(tmp_path):
     path = write_json({"b": 1, "a": [1, 2]}, tmp_path / "c.json")
     assert path.read_text().index('"a"') < path.read_text().index('"b"')
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_written_files_follow_the_umask(tmp_path, mask):
+    """Atomic writes go through tempfile (mode 0600), yet the table must get the mode any new file gets, so
+    another user or pod sharing the storage can read it."""
+    import os
+
+    from catalog.io import write_json, write_parquet
+
+    previous = os.umask(mask)
+    try:
+        table = write_parquet(pa.table({"x": [1, 2]}), tmp_path / "t.parquet")
+        config = write_json({"a": 1}, tmp_path / "config.json")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~mask
+    assert plain.stat().st_mode & 0o777 == expected
+    assert table.stat().st_mode & 0o777 == expected and config.stat().st_mode & 0o777 == expected
