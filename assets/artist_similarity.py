@@ -4,7 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
-from assets.experiment import REPO_ROOT
+from assets.experiment import REPO_ROOT, Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
 from catalog.olga import artist_features_from_tracks, graph_from_tables, load_olga
@@ -51,11 +51,17 @@ class OlgaConfig(dg.Config):
     lr: float = 5e-3
 
 
-@dg.asset(group_name="artist_similarity", code_version="1", **placement(gpu=True))
-def olga_layer_sweep(context: dg.AssetExecutionContext, config: OlgaConfig) -> pl.DataFrame:
-    """The published artist-similarity experiment on the real OLGA graph: 0-4 SAGE layers, each model chosen
-    on validation NDCG@200, val and test NDCG@200 with the standard and the published (extra-term) IDCG."""
-    graph = load_olga(config.data)
-    context.log.info(f"OLGA: {graph.num_nodes} artists, {graph.edges.shape[1]} undirected edges")
-    return run_layer_sweep(graph, config.features, layers=tuple(config.layers), epochs=config.epochs, lr=config.lr,
-                           eval_every=5, log=lambda row: context.log.info(str(row)))
+def build_olga_asset(experiment: Experiment) -> dg.AssetsDefinition:
+    """`olga_layer_sweep`, in the `gpu` pool where the experiment uses it."""
+
+    @dg.asset(group_name="artist_similarity", code_version="1", **placement(experiment.uses_gpu_pool()))
+    def olga_layer_sweep(context: dg.AssetExecutionContext, config: OlgaConfig) -> pl.DataFrame:
+        """The published artist-similarity experiment on the real OLGA graph: 0-4 SAGE layers, each model
+        chosen on validation NDCG@200, val and test NDCG@200 with the standard and the published (extra-term)
+        IDCG."""
+        graph = load_olga(config.data)
+        context.log.info(f"OLGA: {graph.num_nodes} artists, {graph.edges.shape[1]} undirected edges")
+        return run_layer_sweep(graph, config.features, layers=tuple(config.layers), epochs=config.epochs,
+                               lr=config.lr, eval_every=5, log=lambda row: context.log.info(str(row)))
+
+    return olga_layer_sweep

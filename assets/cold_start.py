@@ -28,7 +28,7 @@ def build_cold_start_asset(experiment: Experiment) -> dg.AssetsDefinition:
     @dg.asset(group_name="cold_start", automation_condition=RERUN_WHEN_STALE,
               code_version=f"{COLD_CODE_VERSION}:{versions}:{settings.model_dump_json()}:{sorted(split_arguments.items())}",
               deps=[f"embeddings_{t}" for t in tables],
-              **placement(any(cls.needs_gpu for cls, _ in systems.values())))
+              **placement(experiment.uses_gpu_pool() and any(cls.needs_gpu for cls, _ in systems.values())))
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per-user Recall/NDCG/HitRate@k of the cold-start systems per backbone table, on semi-cold and cold
         test tracks (ranked among all new tracks), for all relevant pairs and for discovery / exploit pairs;

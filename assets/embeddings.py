@@ -49,7 +49,7 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
         code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}",
         description=f"Track embeddings of table `{table}` (backbone `{cls.name}`), one Parquet file per catalog "
                     f"batch in embeddings/{table}/.",
-        **placement(cls.needs_gpu),
+        **placement(cls.needs_gpu and experiment.uses_gpu_pool()),
         kinds={"pytorch"} if cls.needs_gpu else {"python"},
         automation_condition=RERUN_WHEN_STALE,
     )
@@ -86,7 +86,7 @@ def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
         code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}",
         description=f"The {len(cls.tag_names)} tag probabilities of `{table}` per track (tags/{table}/, one table "
                     f"per catalog batch) and, as this table, each track's 5 most probable tags.",
-        **placement(cls.needs_gpu),
+        **placement(cls.needs_gpu and experiment.uses_gpu_pool()),
         kinds={"pytorch"},
         automation_condition=RERUN_WHEN_STALE,
     )

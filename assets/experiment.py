@@ -198,6 +198,7 @@ class Experiment(Strict):
     catalog: Catalog
     plugins: tuple[str, ...] = ()
     executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
+    gpu_pool: Literal["auto", "always", "never"] = "auto"
     backbones: dict[str, BackboneTable] = Field(default_factory=dict)
     recommenders: dict[str, RecommenderEntry] = Field(default_factory=dict)
     baselines: dict[str, RecommenderEntry] = Field(default_factory=dict)
@@ -217,6 +218,15 @@ class Experiment(Strict):
         return studies
 
     # ------------------------------------------------------------------------------------------ derived facts
+
+    def uses_gpu_pool(self) -> bool:
+        """Whether GPU-heavy steps join the `gpu` pool and request a GPU: `gpu_pool` "always" or "never", or
+        "auto": on Kubernetes (GPU pods) or where this machine has a CUDA device."""
+        if self.gpu_pool != "auto":
+            return self.gpu_pool == "always"
+        import torch
+
+        return self.executor == "k8s" or torch.cuda.is_available()
 
     def runs(self, study: str) -> bool:
         """Whether this experiment includes `study` (one of STUDIES)."""

@@ -63,7 +63,7 @@ def build_model_asset(experiment: Experiment, recommender: str, backbone: str) -
         automation_condition=RERUN_WHEN_STALE,
         deps=[f"embeddings_{backbone}"] if backbone != NO_BACKBONE else [],
         ins=side_inputs,
-        **placement(model_class.needs_gpu),
+        **placement(model_class.needs_gpu and experiment.uses_gpu_pool()),
         description=f"`{recommender}` ({model_class.name} v{model_class.version}) trained on the hot split over "
                     f"`{backbone}` item vectors (models/{recommender}__{backbone}/).",
     )

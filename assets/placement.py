@@ -10,5 +10,6 @@ K8S_GPU_REQUEST = {"dagster-k8s/config": {"container_config": {"resources": {"li
 
 def placement(gpu: bool) -> dict:
     """Keyword arguments for `dg.asset` / `dg.multi_asset`: the `gpu` pool and the Kubernetes GPU request when
-    `gpu`, nothing otherwise."""
+    `gpu`, nothing otherwise. Callers pass `needs_gpu and experiment.uses_gpu_pool()`: on a machine without a
+    GPU nothing joins the pool, so no step ever waits for a GPU slot there."""
     return {"pool": GPU_POOL, "op_tags": K8S_GPU_REQUEST} if gpu else {}

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from assets.automation import RERUN_WHEN_STALE
+from assets.experiment import Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
 from recommenders.text_biencoder import FineTuneSettings
@@ -26,10 +27,17 @@ class TextRetrievalConfig(dg.Config):
     batch_size: int = 32
 
 
-@dg.asset(group_name="text_search", code_version="1", **placement(gpu=True))
-def text_retrieval_results(config: TextRetrievalConfig, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
-    """Recall/MRR/NDCG@10 with CIs over seeds for TF-IDF, pretrained and fine-tuned, on caption queries and on
-    paraphrased queries (the published protocol: caption sentences as queries, tag subsets as documents)."""
-    settings = FineTuneSettings(epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size)
-    return run_text_retrieval_experiment(tracks, seeds=config.seeds, out_folder=storage.path("text_retrieval"),
-                                         epochs=config.epochs, settings=settings)
+def build_text_retrieval_asset(experiment: Experiment) -> dg.AssetsDefinition:
+    """`text_retrieval_results`, in the `gpu` pool where the experiment uses it."""
+
+    @dg.asset(group_name="text_search", code_version="1", **placement(experiment.uses_gpu_pool()))
+    def text_retrieval_results(config: TextRetrievalConfig, tracks: pl.DataFrame,
+                               storage: StorageResource) -> pl.DataFrame:
+        """Recall/MRR/NDCG@10 with CIs over seeds for TF-IDF, pretrained and fine-tuned, on caption queries and
+        on paraphrased queries (the published protocol: caption sentences as queries, tag subsets as
+        documents)."""
+        settings = FineTuneSettings(epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size)
+        return run_text_retrieval_experiment(tracks, seeds=config.seeds, out_folder=storage.path("text_retrieval"),
+                                             epochs=config.epochs, settings=settings)
+
+    return text_retrieval_results

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from assets.artist_similarity import build_demo_artist_similarity_asset, olga_layer_sweep
+from assets.artist_similarity import build_demo_artist_similarity_asset, build_olga_asset
 from assets.catalog import build_catalog_asset
 from assets.checks import (
     artist_edges_are_valid,
@@ -29,7 +29,7 @@ from assets.hot_start import build_evaluation_asset, build_hot_split_asset, buil
 from assets.reports import build_metrics_assets, build_per_user_metrics_asset, build_report_asset
 from assets.resources import StorageResource
 from assets.serving import build_serving_assets
-from assets.text_search import search_index, text_retrieval_results
+from assets.text_search import build_text_retrieval_asset, search_index
 from pipelines.executors import executor_named
 from pipelines.io_manager import ParquetIOManager
 from pipelines.sensors import build_new_batches_sensor, nightly_reembed
@@ -56,9 +56,9 @@ def all_assets(experiment: Experiment) -> list:
         build_report_asset(experiment, sections),
     ]
     if experiment.runs("text_search"):
-        assets += [search_index, text_retrieval_results]
+        assets += [search_index, build_text_retrieval_asset(experiment)]
     if experiment.runs("artist_similarity"):
-        assets += [build_demo_artist_similarity_asset(tuple(experiment.backbones)), olga_layer_sweep]
+        assets += [build_demo_artist_similarity_asset(tuple(experiment.backbones)), build_olga_asset(experiment)]
     if experiment.runs("cold_start"):
         assets += [build_cold_start_asset(experiment), build_cold_start_table_asset(experiment)]
     if systems:

@@ -1,9 +1,10 @@
 """`musicrec run`: materialise an experiment through Dagster, rerunning only what is missing or stale.
 
-A run has two Dagster runs: the `embed` job (catalog tables and every backbone table: ingestion sees new
-files, and the embedding runner embeds only new or changed catalog batches), then the assets of the main job
-that are missing or stale after it (`pipelines.staleness`). Both are recorded in the Dagster instance of
-$DAGSTER_HOME, else of `<storage>/dagster`, so `dagster dev` shows them.
+Runs left "in progress" by a process that died are marked failed and their concurrency slots freed first
+(`pipelines.recovery`). A run has two Dagster runs: the `embed` job (catalog tables and every backbone
+table: ingestion sees new files, and the embedding runner embeds only new or changed catalog batches), then
+the assets of the main job that are missing or stale after it (`pipelines.staleness`). Both are recorded in
+the Dagster instance of $DAGSTER_HOME, else of `<storage>/dagster`, so `dagster dev` shows them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dagster as dg
 
 from assets.experiment import REPO_ROOT, Experiment
 from pipelines.definitions import MAIN_JOB, build_definitions
+from pipelines.recovery import pool_report, recover_dead_runs, run_tags
 from pipelines.staleness import outdated_assets
 
 
@@ -39,8 +41,12 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
     """Materialise `experiment` in `instance`; returns the asset keys materialised by the second run (empty
     when everything was up to date). RuntimeError when a run fails."""
     defs = build_definitions(experiment)
+    recover_dead_runs(instance, say)
+    for line in pool_report(instance):
+        say(f"musicrec: {line}")
     say(f"musicrec: experiment {experiment.name}: catalog and embeddings")
-    embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False)
+    embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False,
+                                                             tags=run_tags())
     if not embed.success:
         raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
     outdated = outdated_assets(defs, instance, MAIN_JOB)
@@ -49,7 +55,7 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
         return outdated
     say(f"musicrec: materialising {len(outdated)} missing or stale asset(s)")
     result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
-        instance=instance, asset_selection=sorted(outdated), raise_on_error=False)
+        instance=instance, asset_selection=sorted(outdated), raise_on_error=False, tags=run_tags())
     if not result.success:
         raise RuntimeError(f"run {result.run_id} failed: {_failure(result)}")
     return outdated

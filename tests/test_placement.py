@@ -24,7 +24,7 @@ def experiment(tmp_path, **overrides):
     data = {"name": "placement", "storage": str(tmp_path / "storage"), "catalog": {"kind": "demo", "size": "tiny"},
             "backbones": {"random": {}, "handcrafted": {}, "musicnn_mtt": {}},
             "recommenders": {"knn": {}, "bert4rec": {}}, "baselines": {"ease": {}}, "studies": ALL_STUDIES,
-            **overrides}
+            "gpu_pool": "always", **overrides}
     return parse_experiment(data, base=tmp_path)
 
 
@@ -99,3 +99,16 @@ def test_unknown_or_missing_executor_is_a_clear_error(tmp_path):
             executor_named("k8s")
     else:
         assert executor_named("k8s").name == "k8s"
+
+
+def test_without_a_gpu_nothing_joins_the_pool(tmp_path):
+    """"auto" (the default): on this CPU-only machine no step waits for a GPU slot; on Kubernetes the GPU
+    steps request GPU pods; "never" keeps every step out of the pool anywhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: auto puts the GPU steps in the pool")
+    assert not any(pools(build_definitions(experiment(tmp_path, gpu_pool="auto"))).values())
+    assert not any(pools(build_definitions(experiment(tmp_path, gpu_pool="never"))).values())
+    on_k8s = experiment(tmp_path, gpu_pool="auto", executor="k8s")
+    assert on_k8s.uses_gpu_pool()

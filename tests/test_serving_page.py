@@ -50,6 +50,7 @@ def test_search_more_like_this_and_user(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     base, release = served
+    expect.set_options(timeout=60_000)  # the first search loads the text model in the server: slow on 2 cores
     similar = release["tables"]["similar_tracks"]
     shots: dict[str, Path] = {}
     with sync_playwright() as p:
@@ -88,6 +89,7 @@ def test_search_more_like_this_and_user(served, tmp_path):
             page.fill("#user", "u1")
             page.press("#user", "Enter")
             expect(page.locator("#user-panel")).to_be_visible()
+            expect(page.locator("#recommendations-title")).to_have_text("Recommendations for u1")
             recommended = page.locator("#recommendations > li.track")
             expect(recommended).to_have_count(len(RECOMMENDATIONS["u1"]))
             assert [recommended.nth(i).get_attribute("data-track-id")
@@ -103,7 +105,8 @@ def test_search_more_like_this_and_user(served, tmp_path):
             page.fill("#user", "u11")
             page.press("#user", "Enter")
             expect(page.locator("#error")).to_be_visible()
-            expect(page.locator("#error")).to_contain_text("unknown user 'u11'")
+            expect(page.locator("#error")).to_contain_text("unknown user 'u11'; closest known: u1")
+            expect(page.locator("#user-panel")).to_be_hidden()  # no stale lists under another user's name
             shots["error"] = tmp_path / "serving_error.png"
             page.screenshot(path=str(shots["error"]), full_page=True)
         finally:

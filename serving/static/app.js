@@ -108,9 +108,12 @@ async function showUser(event) {
     const [recommended, played] = await Promise.all([api(`/api/recommend/${id}?k=20`), api(`/api/users/${id}/history`)]);
     renderTracks($("recommendations"), recommended.items);
     renderTracks($("history"), played.items, { showScore: false });
+    $("recommendations-title").textContent = `Recommendations for ${user}`;
+    $("history-title").textContent = `History of ${user}`;
     $("user-panel").hidden = false;
     showError("");
   } catch (error) {
+    $("user-panel").hidden = true;
     showError(`user ${user}: ${error.message}`);
   }
 }
