@@ -64,7 +64,8 @@ def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, 
         tables = {name: read_table(root / f"{name}.parquet", name) for name in TABLES}
         failures = read_table(root / "failures.parquet", "failures")
     elif isinstance(catalog, FolderCatalog):
-        result = ingest_folder(catalog.folder, catalog.metadata_csv)
+        result = ingest_folder(catalog.folder, catalog.metadata_csv,
+                               cache=storage.path("catalog", "ingest_cache.parquet"))
         tables = {"tracks": result.tracks, **_optional_tables(catalog, TABLES[1:])}
         failures = result.failures
     elif isinstance(catalog, Music4AllOnionCatalog):

@@ -213,7 +213,7 @@ def main() -> None:
     from serving.snapshot import load_current, serving_root
 
     scratch = tempfile.TemporaryDirectory(prefix="musicrec_serve_")
-    work = Path(scratch.name)
+    work = args.storage / "benchmark" if args.storage else Path(scratch.name)  # audio, search index, server log
     storage = args.storage or work / "storage"
     if (serving_root(storage) / "CURRENT").is_file():
         print(f"reusing the release in {storage}")
