@@ -7,10 +7,12 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import Experiment
 from assets.resources import StorageResource
 from catalog.io import atomic_path
+from embedders.runner import embedding_files, read_backbone_failures
 from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
 from evaluation.report import (
     artist_similarity_section,
     cold_start_sections,
+    coverage_section,
     html_report,
     markdown_plot_links,
     markdown_report,
@@ -50,6 +52,13 @@ def build_metrics_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
     return [metrics, significance]
 
 
+def table_coverage(storage: StorageResource, table: str) -> tuple[int, int]:
+    """(tracks with a vector, failed tracks) of backbone table `table`, from its files (ids only)."""
+    folder = storage.path("embeddings", table)
+    covered = sum(pl.read_parquet(f, columns=["track_id"]).height for f in embedding_files(folder))
+    return covered, read_backbone_failures(folder).height
+
+
 def build_report_asset(experiment: Experiment, sections: tuple[str, ...]) -> dg.AssetsDefinition:
     """The report asset. `sections` names the optional parts it includes: any of "cold_start" (reads
     `cold_start_table`), "artist_similarity" (reads `artist_similarity_demo`) and "tags" (reads `tags_summary`)."""
@@ -62,15 +71,18 @@ def build_report_asset(experiment: Experiment, sections: tuple[str, ...]) -> dg.
         raise ValueError(f"unknown report sections {unknown}; known: {sorted(section_inputs)}")
     ins = {section_inputs[s]: dg.AssetIn(section_inputs[s]) for s in sections}
 
-    @dg.asset(group_name="reports", code_version=f"7:{headline_k}:{twin}:{cold_k}:{reference}",
-              automation_condition=RERUN_WHEN_STALE, ins=ins)
-    def report(metrics: pl.DataFrame, significance: pl.DataFrame, storage: StorageResource,
+    tables = list(experiment.backbones)
+
+    @dg.asset(group_name="reports", code_version=f"8:{headline_k}:{twin}:{cold_k}:{reference}",
+              automation_condition=RERUN_WHEN_STALE, ins={**ins, "tracks": dg.AssetIn("tracks")},
+              deps=[f"embeddings_{t}" for t in tables])
+    def report(metrics: pl.DataFrame, significance: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource,
                **studies: pl.DataFrame) -> dg.MaterializeResult:
         """The Markdown report at storage/reports/report.md, its HTML twin report.html (the same tables) and the
         PNG figures beside them. Tables: hot start; cold start over all pairs and split into discovery /
         exploit; artist similarity; tags. Figures: hot heatmap and bars with CIs, cold-start Recall bars with
         CIs per scenario, artist-similarity NDCG@200 by layers."""
-        study_sections = []
+        study_sections = [coverage_section(tracks.height, {t: table_coverage(storage, t) for t in tables})]
         if "cold_start_table" in studies:
             study_sections += cold_start_sections(studies["cold_start_table"], cold_k, reference)
         if "artist_similarity_demo" in studies:

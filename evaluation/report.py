@@ -308,3 +308,14 @@ def tags_section(summary: pl.DataFrame) -> Section:
                    "Mean tag probabilities over the tracks of each label (a track's first catalog tag: the demo's "
                    "instrumentation); the three most probable tags.",
                    ["backbone", "label", "tracks", "top tags (mean probability)"], rows)
+
+
+def coverage_section(catalog_tracks: int, tables: dict[str, tuple[int, int]]) -> Section:
+    """How many catalog tracks each backbone table covers: `tables` maps a table name to (tracks with a
+    vector, tracks that failed in that backbone)."""
+    rows = [[name, f"{covered:,} / {catalog_tracks:,}", f"{covered / catalog_tracks:.1%}" if catalog_tracks else "–",
+             f"{failed:,}"] for name, (covered, failed) in tables.items()]
+    return Section("Coverage of the backbone tables",
+                   "Catalog tracks with a vector in each table (tracks that fail to decode at ingestion are in no "
+                   "table; a track a backbone fails on is listed under failed and left out of that table only).",
+                   ["table", "tracks", "share", "failed"], rows)
