@@ -21,7 +21,7 @@ from catalog.io import read_metadata
 from catalog.registry import code_version
 from embedders.base import Embedder
 from embedders.runner import CODE_VERSION as RUNNER_VERSION
-from embedders.runner import embed_catalog, embedding_files, read_backbone
+from embedders.runner import LongTracks, embed_catalog, embedding_files, read_backbone
 from embedders.tags import TagView, tags_by_label, top_tags
 
 
@@ -46,7 +46,8 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
     @dg.asset(
         name=f"embeddings_{table}",
         group_name="embeddings",
-        code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}",
+        code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}"
+                     f".{experiment.backbones[table].long_track_chunks}",
         description=f"Track embeddings of table `{table}` (backbone `{cls.name}`), one Parquet file per catalog "
                     f"batch in embeddings/{table}/.",
         **placement(cls.needs_gpu and experiment.uses_gpu_pool()),
@@ -58,7 +59,8 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
     ) -> dg.MaterializeResult:
         out_dir = storage.path("embeddings", table)
         embedder, root = create_backbone(experiment, table, storage)
-        result = embed_catalog(embedder, tracks, root or ".", out_dir, progress=context.log.info)
+        long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
+        result = embed_catalog(embedder, tracks, root or ".", out_dir, progress=context.log.info, long=long)
         files = embedding_files(out_dir)
         fingerprints = [read_metadata(f)["fingerprint"] for f in files]
         version = hashlib.sha256("".join(fingerprints).encode()).hexdigest()[:16]
@@ -83,7 +85,8 @@ def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"tags_{table}",
         group_name="embeddings",
-        code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}",
+        code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}"
+                     f".{experiment.backbones[table].long_track_chunks}",
         description=f"The {len(cls.tag_names)} tag probabilities of `{table}` per track (tags/{table}/, one table "
                     f"per catalog batch) and, as this table, each track's 5 most probable tags.",
         **placement(cls.needs_gpu and experiment.uses_gpu_pool()),
@@ -94,7 +97,8 @@ def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
         out_dir = storage.path("tags", table)
         embedder, root = create_backbone(experiment, table, storage)
         tagger = TagView(embedder)
-        result = embed_catalog(tagger, tracks, root, out_dir, progress=context.log.info)
+        long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
+        result = embed_catalog(tagger, tracks, root, out_dir, progress=context.log.info, long=long)
         context.add_output_metadata({"embedded_batches": result.embedded, "skipped_batches": result.skipped,
                                      "failed_tracks": result.failures, "path": str(out_dir)})
         return top_tags(read_backbone(out_dir), tagger.tag_names)

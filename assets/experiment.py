@@ -178,7 +178,11 @@ class Component(BaseModel):
 
 
 class BackboneTable(Component):
+    """`backbone` (default: the table's name), `long_track_chunks` (tracks over 10 minutes are embedded in
+    60 s chunks: all of them, or this many spread evenly), and the backbone's own options."""
+
     backbone: str | None = None
+    long_track_chunks: int | None = Field(None, ge=1)
 
 
 class RecommenderEntry(Component):
@@ -330,7 +334,8 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
             continue
         options, found = check_options(cls, entry.options(), f"backbones.{table}")
         problems += found
-        tables[table] = BackboneTable(backbone=entry.backbone, **_relative_weights(cls, options, base))
+        tables[table] = BackboneTable(backbone=entry.backbone, long_track_chunks=entry.long_track_chunks,
+                                      **_relative_weights(cls, options, base))
     groups: dict[str, dict[str, RecommenderEntry]] = {"recommenders": {}, "baselines": {}}
     for group, entries in groups.items():
         for name, entry in getattr(experiment, group).items():

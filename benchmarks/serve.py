@@ -12,7 +12,7 @@ phase and endpoint: requests, errors, p50 and p99 latency (ms), beside the goals
 20 ms, search p99 < 50 ms); for the swap phase also when the new release was first answered.
 
 Usage: .venv/bin/python benchmarks/serve.py [--storage DIR] [--tracks 5000] [--users 2000] [--k 50]
-       [--clients 8] [--seconds 30] [--seed 0]
+       [--clients 8] [--seconds 30] [--seed 0] [--endpoints recommend similar search upload]
 """
 from __future__ import annotations
 
@@ -208,6 +208,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0, help="per phase")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--endpoints", nargs="+", choices=list(MIX), default=list(MIX),
+                        help="the endpoints in the mix (their shares renormalised)")
     args = parser.parse_args()
 
     from serving.snapshot import load_current, serving_root
@@ -237,7 +239,7 @@ def main() -> None:
                                   stderr=subprocess.STDOUT, start_new_session=True,
                                   env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     try:
-        mix = dict(MIX)
+        mix = {endpoint: MIX[endpoint] for endpoint in args.endpoints}
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         deadline = time.time() + 120
         while True:  # wait for the server, then warm every endpoint (loads the text model and the backbone)

@@ -22,7 +22,7 @@ import polars as pl
 
 from catalog.io import ItemVectors, read_embeddings, read_metadata, write_embeddings, write_table
 from catalog.schemas import FAILURES
-from embedders.audio import AudioDecodeError, load_mono
+from embedders.audio import AudioDecodeError, duration_seconds, load_mono, mono_chunks
 from embedders.base import Embedder
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,58 @@ def _failure(track_id: str, stage: str, error: str) -> dict:
             "at": datetime.now(UTC).replace(tzinfo=None)}
 
 
+@dataclass(frozen=True)
+class LongTracks:
+    """How tracks longer than `threshold_s` are embedded, so that memory does not grow with a track's length:
+    decoded `chunk_s` at a time, every chunk embedded as a track of its own, and the track's vector the mean of
+    its chunk vectors weighted by their length; `max_chunks` (None: all) keeps that many chunks spread evenly."""
+
+    threshold_s: float = 600.0
+    chunk_s: float = 60.0
+    max_chunks: int | None = None
+
+    def describe(self) -> str:
+        spread = "all chunks" if self.max_chunks is None else f"{self.max_chunks} chunks spread evenly"
+        return (f"tracks over {self.threshold_s:g} s: {self.chunk_s:g} s chunks ({spread}), "
+                "length-weighted mean of the chunk vectors")
+
+
 def _decode_batch(
-    embedder: Embedder, rows: list[dict], catalog_root: Path, max_seconds: float | None
-) -> tuple[list[str], list[np.ndarray], list[dict]]:
-    ids, waves, failures = [], [], []
+    embedder: Embedder, rows: list[dict], catalog_root: Path, max_seconds: float | None, long: LongTracks
+) -> tuple[list[str], list[np.ndarray], list[dict], list[tuple[str, Path]]]:
+    """(ids, waveforms, failures, long tracks left for `_embed_long`) of one batch."""
+    ids, waves, failures, longs = [], [], [], []
     for row in rows:
+        path = catalog_root / row["audio_path"]
         try:
-            waves.append(load_mono(catalog_root / row["audio_path"], embedder.sample_rate, max_seconds))
+            seconds = duration_seconds(path)
+            if seconds > long.threshold_s and (max_seconds is None or max_seconds > long.threshold_s):
+                longs.append((row["track_id"], path))
+                continue
+            waves.append(load_mono(path, embedder.sample_rate, max_seconds))
             ids.append(row["track_id"])
         except AudioDecodeError as exc:
             failures.append(_failure(row["track_id"], "decode", str(exc)))
-    return ids, waves, failures
+    return ids, waves, failures, longs
+
+
+def _embed_long(embedder: Embedder, track_id: str, path: Path, long: LongTracks
+                ) -> tuple[np.ndarray | None, float, dict | None]:
+    """(vector or None, audio seconds, failure or None) of one long track, chunk by chunk (`LongTracks`)."""
+    total, seconds = np.zeros(embedder.dim, np.float64), 0.0
+    try:
+        for chunk in mono_chunks(path, embedder.sample_rate, long.chunk_s, long.max_chunks):
+            vector = np.asarray(embedder.embed([chunk]), np.float32)[0]
+            total += vector * chunk.size
+            seconds += chunk.size / embedder.sample_rate
+    except AudioDecodeError as exc:
+        return None, seconds, _failure(track_id, "decode", str(exc))
+    except Exception as exc:  # noqa: BLE001 — a model error must not sink the other tracks
+        return None, seconds, _failure(track_id, "embed", f"{type(exc).__name__}: {exc}")
+    vector = (total / max(seconds * embedder.sample_rate, 1)).astype(np.float32)
+    if not np.isfinite(vector).all():
+        return None, seconds, _failure(track_id, "embed", "non-finite embedding (NaN or inf)")
+    return vector, seconds, None
 
 
 def _embed_batch(
@@ -117,11 +158,13 @@ def embed_tracks(
     batch_size: int = 16,
     max_seconds: float | None = None,
     progress: Callable[[str], None] = log.info,
+    long: LongTracks = LongTracks(),
 ) -> EmbeddingResult:
     """Embed every track of `tracks` (contract `tracks`; audio paths relative to `catalog_root`).
 
     Decoding of batch i+1 runs in a background thread while the model embeds batch i. One progress line per
-    batch: tracks/s, audio-seconds per wall-second, failures so far. `max_seconds` caps decoded audio per track.
+    batch: tracks/s, audio-seconds per wall-second, failures so far. `max_seconds` caps decoded audio per track;
+    tracks longer than `long.threshold_s` are embedded chunk by chunk (`LongTracks`).
     """
     started = time.perf_counter()
     rows = tracks.select("track_id", "audio_path").to_dicts()
@@ -134,17 +177,25 @@ def embed_tracks(
     audio_seconds = 0.0
     batches = list(_chunks(rows, batch_size))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending: Future | None = (pool.submit(_decode_batch, embedder, batches[0], root, max_seconds)
+        pending: Future | None = (pool.submit(_decode_batch, embedder, batches[0], root, max_seconds, long)
                                   if batches else None)
         for number in range(1, len(batches) + 1):
-            batch_ids, waves, decode_failures = pending.result()
-            pending = (pool.submit(_decode_batch, embedder, batches[number], root, max_seconds)
+            batch_ids, waves, decode_failures, longs = pending.result()
+            pending = (pool.submit(_decode_batch, embedder, batches[number], root, max_seconds, long)
                        if number < len(batches) else None)
             kept_ids, kept_vectors, embed_failures = _embed_batch(embedder, batch_ids, waves) if waves else ([], [], [])
             ids += kept_ids
             vectors += kept_vectors
             failures += decode_failures + embed_failures
             audio_seconds += sum(w.size for w in waves) / embedder.sample_rate
+            for track_id, path in longs:
+                vector, seconds, failure = _embed_long(embedder, track_id, path, long)
+                audio_seconds += seconds
+                if failure is None:
+                    ids.append(track_id)
+                    vectors.append(vector)
+                else:
+                    failures.append(failure)
             wall = time.perf_counter() - started
             progress(
                 f"{embedder.name}: batch {number}/{len(batches)}: {len(ids) + len(failures)}/{len(rows)} tracks, "
@@ -156,7 +207,8 @@ def embed_tracks(
                            time.perf_counter() - started)
 
 
-def batch_fingerprint(embedder: Embedder, batch_tracks: pl.DataFrame, max_seconds: float | None) -> str:
+def batch_fingerprint(embedder: Embedder, batch_tracks: pl.DataFrame, max_seconds: float | None,
+                      long: LongTracks = LongTracks()) -> str:
     """Hash of what a batch's embeddings depend on: track ids + audio hashes, backbone identity, runner policy."""
     payload = {
         "tracks": sorted(zip(batch_tracks["track_id"].to_list(), batch_tracks["sha256"].to_list())),
@@ -166,6 +218,7 @@ def batch_fingerprint(embedder: Embedder, batch_tracks: pl.DataFrame, max_second
         "provenance": embedder.provenance(),
         "runner": CODE_VERSION,
         "max_seconds": max_seconds,
+        "long_tracks": long.describe(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -187,27 +240,30 @@ def embed_catalog(
     max_seconds: float | None = None,
     only_batches: list[str] | None = None,
     progress: Callable[[str], None] = log.info,
+    long: LongTracks = LongTracks(),
 ) -> CatalogEmbedding:
     """Write `out_dir/<batch>.parquet` (embeddings) and `out_dir/<batch>.failures.parquet` per catalog batch,
-    embedding only batches whose fingerprint changed. `only_batches` restricts the work to those batches."""
+    embedding only batches whose fingerprint changed. `only_batches` restricts the work to those batches;
+    `long` is the long-track policy (recorded in each table's metadata)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     present = sorted(tracks["batch"].unique().to_list())
     embedded, skipped, failures = [], [], 0
     for batch in present if only_batches is None else [b for b in present if b in only_batches]:
         batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
-        fingerprint = batch_fingerprint(embedder, batch_tracks, max_seconds)
+        fingerprint = batch_fingerprint(embedder, batch_tracks, max_seconds, long)
         target = out / f"{batch}.parquet"
         if target.exists() and read_metadata(target).get("fingerprint") == fingerprint:
             skipped.append(batch)
             continue
         progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
-        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress)
+        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
         write_table(result.failures, "failures", out / f"{batch}.failures.parquet")
         metadata = {
             "backbone": embedder.name, "version": embedder.version, "sample_rate": str(embedder.sample_rate),
             "fingerprint": fingerprint, "catalog_batch": batch, "runner_version": CODE_VERSION,
-            "max_seconds": str(max_seconds), **{k: str(v) for k, v in embedder.provenance().items()},
+            "max_seconds": str(max_seconds), "long_tracks": long.describe(),
+            **{k: str(v) for k, v in embedder.provenance().items()},
         }
         write_embeddings(result.vectors, target, metadata)
         embedded.append(batch)

@@ -39,9 +39,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedders.audio import AudioDecodeError, load_mono
-from embedders.base import BACKBONES, Backbone
+from embedders.base import Backbone
 from recommenders.text_search import TextSearchIndex
+from serving.audio_query import create_backbone, embed_with
 from serving.snapshot import Hit, ServingRelease, UnknownId, current_release, load_current
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ STATIC = Path(__file__).parent / "static"
 MAX_K = 200  # longest list a request may ask for
 MAX_ID_CHARS = 200  # longest user or track id accepted
 MAX_QUERY_CHARS = 500  # longest search query, characters
-MAX_UPLOAD_SECONDS = 600  # audio decoded from an upload, seconds (the rest is ignored)
 CHUNK_BYTES = 2**20  # upload copy chunk, bytes
 
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"list length, 1..{MAX_K}")]
@@ -89,15 +88,14 @@ class Served:
         if self._backbone is None:
             with self._backbone_lock:
                 if self._backbone is None:
-                    spec = self.release.manifest.get("similar_backbone")
-                    if not spec or self.release.vectors is None:
-                        raise FeatureMissing(f"release {self.release.name} has no similar-tracks backbone "
-                                             "and vectors: similar-by-audio is unavailable")
-                    cls = BACKBONES.get(spec["name"])
-                    if not cls.needs_audio:
-                        raise FeatureMissing(f"the similar-tracks backbone {spec['name']!r} of release "
-                                             f"{self.release.name} does not read audio")
-                    self._backbone = cls(**spec.get("options") or {})
+                    if self.release.vectors is None:
+                        raise FeatureMissing(f"release {self.release.name} has no track vectors: "
+                                             "similar-by-audio is unavailable")
+                    try:
+                        self._backbone = create_backbone(self.release.manifest)
+                    except LookupError as exc:
+                        raise FeatureMissing(f"release {self.release.name}: similar-by-audio is unavailable: "
+                                             f"{exc.args[0]}") from None
         return self._backbone
 
     def warm(self, previous: Served) -> None:
@@ -137,15 +135,16 @@ class LiveRelease:
     def check(self) -> None:
         """Swap in the release CURRENT names if it is new. One that fails to load is logged and skipped: the
         old release keeps serving until CURRENT changes again."""
-        folder = current_release(self.storage)
-        if folder is None or folder == self._folder:
-            return
-        self._folder = folder
         try:
+            folder = current_release(self.storage)
+            if folder is None or folder == self._folder:
+                return
+            self._folder = folder
             fresh = Served(ServingRelease(folder))
             fresh.warm(self.served)
-        except Exception:  # noqa: BLE001 — a bad release must not stop the server
-            log.exception("release %s failed to load; still serving %s", folder.name, self.served.release.name)
+        except Exception:  # noqa: BLE001 — a bad release or unreadable storage must not stop the watcher
+            log.exception("release watcher: reading or loading a new release failed; still serving %s",
+                          self.served.release.name)
             return
         self.served = fresh
         log.info("now serving release %s", fresh.release.name)
@@ -261,7 +260,8 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
     def similar_to_audio(
         audio: Annotated[UploadFile, File(description="an audio file (any format libsndfile reads)")], k: K = 10,
     ) -> dict[str, Any]:
-        """The `k` catalog tracks nearest (cosine) to an uploaded audio file (its first 600 s)."""
+        """The `k` catalog tracks nearest (cosine) to an uploaded audio file; only its first 600 s are decoded
+        (`serving.audio_query.MAX_SECONDS`)."""
         served = live.served
         backbone = served.backbone()
         name = Path(audio.filename or "upload").name
@@ -271,10 +271,9 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
             tmp.flush()
             with served.embed_lock:
                 try:
-                    wave = load_mono(tmp.name, backbone.sample_rate, max_seconds=MAX_UPLOAD_SECONDS)
-                except AudioDecodeError as exc:
+                    vector = embed_with(backbone, tmp.name)
+                except ValueError as exc:  # AudioDecodeError, or a non-finite vector
                     raise HTTPException(422, str(exc).replace(tmp.name, name)) from None
-                vector = backbone.embed([wave])[0]
         return {"release": served.release.name, "items": _items(served.release.similar_to_vector(vector, k))}
 
     @app.get("/api/search")
@@ -300,9 +299,10 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
     @app.get("/audio/{path:path}", response_class=FileResponse)
     async def audio_file(path: str) -> FileResponse:
         """A track's audio file, `path` relative to the release's audio root; anything resolving outside it: 403."""
-        root = live.served.release.manifest.get("audio_root")
+        release = live.served.release
+        root = release.manifest.get("audio_root")
         if not root:
-            raise FeatureMissing(f"release {live.served.release.name} has no audio folder")
+            raise FeatureMissing(f"release {release.name} has no audio folder")
         root_path = Path(root).resolve()
         try:
             target = (root_path / path).resolve()

@@ -112,7 +112,7 @@ def test_hot_only_experiment_has_no_study_assets_or_jobs(tmp_path):
     assert not names & {"cold_start_per_user", "cold_start_table", "artist_similarity_demo", "olga_layer_sweep",
                         "search_index", "text_retrieval_results"}
     report_inputs = {key.to_user_string() for key in defs.resolve_assets_def("report").dependency_keys}
-    assert report_inputs == {"metrics", "significance"}
+    assert report_inputs == {"metrics", "significance", "tracks", "embeddings_random"}  # + the coverage section
     assert {job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")} == {MAIN_JOB, "embed"}
 
 
@@ -120,7 +120,8 @@ def test_every_study_adds_its_assets_and_report_sections(tmp_path):
     defs = build_definitions(demo_experiment(tmp_path, **SMALL, studies=list(STUDIES)))
     assert {"cold_start_table", "artist_similarity_demo", "olga_layer_sweep", "search_index"} <= asset_names(defs)
     report_inputs = {key.to_user_string() for key in defs.resolve_assets_def("report").dependency_keys}
-    assert report_inputs == {"metrics", "significance", "cold_start_table", "artist_similarity_demo"}
+    assert report_inputs == {"metrics", "significance", "cold_start_table", "artist_similarity_demo", "tracks",
+                             "embeddings_random"}
     main = set(defs.resolve_job_def(MAIN_JOB).asset_layer.executable_asset_keys)
     assert dg.AssetKey("olga_layer_sweep") not in main and dg.AssetKey("text_retrieval_results") not in main
 

@@ -409,6 +409,18 @@ def test_hot_swap_under_load(release, tmp_path):
         status, body = get(base, "/api/recommend/u1")
         assert status == 200 and body["release"] == second
         assert [i["track_id"] for i in body["items"]] == ["t06", "t05", "t04"]
+
+        # CURRENT naming a release that cannot load: logged, the last good release keeps serving
+        (storage / "serving" / "CURRENT").write_text("no-such-release")
+        time.sleep(2.5)
+        status, body = get(base, "/api/health")
+        assert status == 200 and body["release"] == second
+        third = publish_release(storage, tables, None, manifest(release["audio_root"], None, False)).name
+        deadline = time.monotonic() + 15
+        while get(base, "/api/health")[1]["release"] != third and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert get(base, "/api/health")[1]["release"] == third
+    assert "no-such-release" in (tmp_path / "server.log").read_text()
     assert errors == [], errors[:5]
     assert seen.get(first, 0) > 0 and seen.get(second, 0) > 0, seen
     assert first != second
