@@ -244,13 +244,13 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
         manifest = live.served.release.manifest
         return {key: manifest.get(key) for key in ("release", "experiment", "recommender", "backbone")}
 
-    @app.get("/api/recommend/{user_id}")
+    @app.get("/api/recommend/{user_id:path}")
     async def recommend(user_id: UserId, k: K = 10) -> dict[str, Any]:
         """The user's top `k` tracks (at most the release's list length)."""
         release = live.served.release
         return {"user_id": user_id, "release": release.name, "items": _items(release.recommend(user_id, k))}
 
-    @app.get("/api/similar/{track_id}")
+    @app.get("/api/similar/{track_id:path}")
     async def similar(track_id: TrackId, k: K = 10) -> dict[str, Any]:
         """The `k` catalog tracks most similar to a catalog track."""
         release = live.served.release
@@ -291,7 +291,7 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
         """Known user ids starting with `prefix`, sorted, at most `limit`."""
         return {"users": live.served.release.users(prefix, limit)}
 
-    @app.get("/api/users/{user_id}/history")
+    @app.get("/api/users/{user_id:path}/history")
     async def history(user_id: UserId) -> dict[str, Any]:
         """The user's plays, oldest first (score 0)."""
         return {"user_id": user_id, "items": _items(live.served.release.history(user_id))}

@@ -88,12 +88,47 @@ def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, 
     out = capsys.readouterr().out  # the file's own track (or its identical twin of the other batch) comes first
     assert "1.000  tone4" in out and ("(b001/tone4)" in out or "(b000/tone4)" in out)
 
+    served = serve_and_query(path, ["/api/recommend/u00?k=3", "/api/similar/b000/tone0?k=2"])
+    assert [item["track_id"] for item in served[0]["items"]] == expected
+    assert [item["track_id"] for item in served[1]["items"]] == similar  # ids with a slash are fine
+
     write_tone(folder / "b002" / "tone0.wav", 330.0)
     run_experiment(experiment, instance, say=lambda _: None)
     second = current_release(experiment.storage)
     assert second != first and second.exists()
     table = pl.read_parquet(second / "similar_tracks.parquet")
     assert "b002/tone0" in set(table["track_id"]) and table.filter(pl.col("track_id") == "b002/tone0").height == 5
+
+
+def serve_and_query(experiment_file, paths: list[str]) -> list[dict]:
+    """Start `musicrec serve` on a free port for the experiment, GET each path, stop it; the JSON bodies."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSICREC_")}
+    server = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "serve", "--experiment", str(experiment_file),
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        return [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}{p}", timeout=30).read()) for p in paths]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_lookups_without_a_release_explain_what_to_run(tmp_path, capsys):
