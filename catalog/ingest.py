@@ -162,10 +162,16 @@ def ingest_folder(root: str | Path, metadata_csv: str | Path | None = None,
     now = datetime.now(UTC).replace(tzinfo=None)
     tracks: list[dict] = []
     failures: list[dict] = []
+    inside = root.resolve()
     for path in files:
         relative = path.relative_to(root)
         fields = _default_fields(relative)
         fields.update({k: v for k, v in metadata.get(relative.as_posix(), {}).items() if v not in (None, "")})
+        if not path.resolve().is_relative_to(inside):
+            failures.append({"track_id": fields["track_id"], "stage": "ingest", "at": now,
+                             "error": f"{relative}: a link to {path.resolve()}, outside the catalog folder; "
+                                      "copy the file into the folder instead"})
+            continue
         found, was_decoded = probe(path, known.get(relative.as_posix()))
         probes[relative.as_posix()] = found
         decoded += was_decoded
