@@ -7,7 +7,7 @@ import polars as pl
 from assets.experiment import Experiment
 from assets.resources import StorageResource
 from catalog.schemas import SchemaError, check_references
-from embedders.runner import read_backbone, read_backbone_failures
+from embedders.runner import embedding_files, read_backbone, read_backbone_failures, stored_fingerprint
 
 MIN_EMBEDDED_FRACTION = 0.95  # at least this share of catalog tracks must have a vector
 
@@ -44,6 +44,10 @@ def build_embedding_check(backbone: str) -> dg.AssetChecksDefinition:
                     description="dims consistent, values finite, unique ids, ids known, coverage of the catalog")
     def check(tracks: pl.DataFrame, storage: StorageResource) -> dg.AssetCheckResult:
         folder = storage.path("embeddings", backbone)
+        unreadable = [f.name for f in embedding_files(folder) if stored_fingerprint(f) is None]
+        if unreadable:
+            return _fail(f"{folder}: unreadable table(s) {unreadable} (corrupt or cut short); the next run "
+                         "embeds those batches again")
         vectors = read_backbone(folder)
         if not np.isfinite(vectors.matrix).all():
             return _fail(f"{folder}: embeddings hold NaN or inf values")

@@ -5,6 +5,7 @@ interrupted run never leaves a half-written table behind.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -55,6 +56,11 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
             os.fsync(handle.fileno())
         follow_umask(tmp)
         os.replace(tmp, target)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(error.errno, f"{target}: the disk is full ({error.strerror}); nothing was written, the "
+                                       "previous file (if any) is intact. Free space and run again") from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -253,7 +253,7 @@ def embed_catalog(
         batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
         fingerprint = batch_fingerprint(embedder, batch_tracks, max_seconds, long)
         target = out / f"{batch}.parquet"
-        if target.exists() and read_metadata(target).get("fingerprint") == fingerprint:
+        if target.exists() and stored_fingerprint(target) == fingerprint:
             skipped.append(batch)
             continue
         progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
@@ -276,6 +276,16 @@ def embed_catalog(
                 stale.unlink()
                 removed.append(batch)
     return CatalogEmbedding(embedded, skipped, sorted(set(removed)), failures)
+
+
+def stored_fingerprint(table: Path) -> str | None:
+    """The fingerprint a stored embedding table was written with; None when the file is unreadable (a corrupt
+    or cut file is embedded again, never trusted)."""
+    try:
+        return read_metadata(table).get("fingerprint")
+    except (OSError, ValueError) as error:
+        log.warning("%s: unreadable (%s); embedding the batch again", table, error)
+        return None
 
 
 def embedding_files(out_dir: str | Path) -> list[Path]:

@@ -49,7 +49,7 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
                                                              tags=run_tags())
     if not embed.success:
         raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
-    outdated = outdated_assets(defs, instance, MAIN_JOB)
+    outdated = outdated_assets(defs, instance, MAIN_JOB, tables=experiment.storage / "tables")
     if not outdated:
         say("musicrec: every asset is up to date")
         return outdated
@@ -62,7 +62,12 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
 
 
 def _failure(result) -> str:
-    """The failed steps of a run and their error messages."""
-    lines = [f"step {event.step_key}: {event.step_failure_data.error.message.strip()}"
-             for event in result.all_events if event.is_step_failure]
+    """The failed steps of a run and the messages of the errors that caused them (not Dagster's wrapper)."""
+    lines = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+                error = error.cause
+            lines.append(f"step {event.step_key}: {error.message.strip()}")
     return "; ".join(lines) or "see the run log"

@@ -1,0 +1,132 @@
+"""Fault injection: a run killed while embedding, a full disk, corrupt tables in storage and two runs at once
+lose nothing, leave nothing partial, and recompute nothing that was complete. (A run killed while training,
+holding the gpu slot, is in test_recovery.py.)"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+from conftest import REPO_ROOT, make_folder_catalog, write_tone
+
+import catalog.io
+from assets.checks import build_embedding_check
+from assets.experiment import load_experiment
+from assets.resources import StorageResource
+from embedders.runner import embedding_files, read_backbone
+from pipelines.run import run_experiment
+
+pytestmark = pytest.mark.slow
+
+
+def experiment_file(tmp_path: Path, batches: int = 2, seconds: float = 1.5) -> Path:
+    """A tone folder catalog (`batches` batch folders), random + handcrafted, knn + popularity."""
+    interactions = make_folder_catalog(tmp_path / "music")
+    for b in range(2, batches):
+        for i in range(2):
+            write_tone(tmp_path / "music" / f"b{b:03d}" / f"tone{i}.wav", 200.0 + 50 * b + 800 * i, seconds)
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "faults", "storage": str(tmp_path / "out"),
+        "catalog": {"kind": "folder", "folder": str(tmp_path / "music"), "interactions": str(interactions)},
+        "backbones": {"random": {"dim": 8}, "handcrafted": {}}, "recommenders": {"knn": {}},
+        "baselines": ["popularity"]}))
+    return path
+
+
+def no_partial_files(root: Path) -> list[Path]:
+    """Temporary files an interrupted atomic write would have left (there must be none)."""
+    return [p for p in root.rglob("*.tmp")]
+
+
+def test_kill_while_embedding_loses_nothing_and_redoes_only_unfinished_batches(tmp_path):
+    path = experiment_file(tmp_path, batches=14, seconds=6.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSICREC_", "DAGSTER_"))}
+    victim = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(path)], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "out" / "embeddings" / "handcrafted"
+    deadline = time.monotonic() + 300
+    while len(embedding_files(folder) if folder.exists() else []) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    done = {p.name: p.stat().st_mtime_ns for p in embedding_files(folder)}
+    assert 2 <= len(done) < 14, f"killed too late or too early: {sorted(done)}"
+    assert no_partial_files(tmp_path / "out") == []
+    for table in done:
+        read_backbone(folder)  # every file written so far is whole
+
+    os.environ["DAGSTER_HOME"] = str(tmp_path / "out" / "dagster")
+    try:
+        run_experiment(load_experiment(path), dg.DagsterInstance.get(), say=lambda _: None)
+    finally:
+        os.environ.pop("DAGSTER_HOME")
+    after = {p.name: p.stat().st_mtime_ns for p in embedding_files(folder)}
+    assert len(after) == 14 and all(after[name] == mtime for name, mtime in done.items())  # not recomputed
+    assert (tmp_path / "out" / "reports" / "report.md").exists() and no_partial_files(tmp_path / "out") == []
+
+
+def test_a_full_disk_fails_the_step_clearly_and_keeps_the_previous_table(tmp_path, monkeypatch):
+    path = experiment_file(tmp_path)
+    experiment = load_experiment(path)
+    instance = dg.DagsterInstance.ephemeral()
+    run_experiment(experiment, instance, say=lambda _: None)
+    metrics = tmp_path / "out" / "tables" / "metrics.parquet"
+    before = pl.read_parquet(metrics)
+    write_tone(tmp_path / "music" / "b002" / "tone0.wav", 330.0)  # new work that must write tables
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(catalog.io.pq, "write_table", disk_full)
+    with pytest.raises(RuntimeError, match=r"the disk is full \(No space left on device\); nothing was written, the "
+                                           r"previous file \(if any\) is intact"):
+        run_experiment(experiment, instance, say=lambda _: None)
+    assert pl.read_parquet(metrics).equals(before) and no_partial_files(tmp_path / "out") == []
+    monkeypatch.undo()
+    run_experiment(experiment, instance, say=lambda _: None)  # space freed: the run completes
+    assert "b002/tone0" in read_backbone(tmp_path / "out" / "embeddings" / "handcrafted").ids
+
+
+def test_corrupt_tables_are_detected_and_rebuilt(tmp_path):
+    path = experiment_file(tmp_path)
+    experiment = load_experiment(path)
+    instance = dg.DagsterInstance.ephemeral()
+    run_experiment(experiment, instance, say=lambda _: None)
+    embedded = tmp_path / "out" / "embeddings" / "handcrafted" / "b000.parquet"
+    metrics = tmp_path / "out" / "tables" / "metrics.parquet"
+    good_metrics = pl.read_parquet(metrics)
+    embedded.write_bytes(b"PAR1 not really")
+    metrics.write_bytes(embedded.read_bytes()[:8])
+
+    check = build_embedding_check("handcrafted")
+    verdict = check(dg.build_asset_check_context(resources={"storage": StorageResource(root=str(tmp_path / "out"))}),
+                    pl.read_parquet(tmp_path / "out" / "tables" / "tracks.parquet"))
+    assert not verdict.passed and "unreadable table(s) ['b000.parquet']" in verdict.description
+    rebuilt = run_experiment(experiment, instance, say=lambda _: None)
+    assert {key.to_user_string() for key in rebuilt} == {"metrics", "report"}  # and nothing that was whole
+    assert pl.read_parquet(metrics).equals(good_metrics)
+    assert len(read_backbone(embedded.parent).ids) == 12
+
+
+def test_two_runs_at_once_do_not_corrupt_a_table(tmp_path):
+    path = experiment_file(tmp_path, batches=4)
+    script = ("import sys, dagster as dg; from assets.experiment import load_experiment; "
+              "from pipelines.definitions import build_definitions; "
+              "r = build_definitions(load_experiment(sys.argv[1])).resolve_job_def('embed')"
+              ".execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False); "
+              "sys.exit(0 if r.success else 1)")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE) for _ in range(2)]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0], [run.stderr.read().decode()[-1500:] for run in runs]
+    for table in ("random", "handcrafted"):
+        assert len(read_backbone(tmp_path / "out" / "embeddings" / table).ids) == 16
+    assert no_partial_files(tmp_path / "out") == []
