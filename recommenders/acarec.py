@@ -54,14 +54,12 @@ from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.cf import cf_item_factors, interaction_matrix
 from recommenders.layers import Tower, mean_profiles
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     align_items,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -169,11 +167,10 @@ RANK_TEMPERATURE = 0.1  # softmax temperature of the listener-ranking loss (prof
 
 
 @register_recommender
-class AcaRec(ItemScorer):
+class AcaRec(TrainedScorer):
     """ACARec; `track_artists` maps every track id of the item tables to its artist id (`use_side_tables`)."""
 
     name = "acarec"
-    needs_gpu = True
     ranks_new_tracks = True
     early_stops_on_new_tracks = True
     side_tables = ("tracks",)  # each track's artist
@@ -195,12 +192,8 @@ class AcaRec(ItemScorer):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.device = pick_device(self.options.device)
         self.track_artists: dict[str, str] = {}
-        self.item_ids: list[str] = []
         self.n_known = 0
-        self.net: AcaNet | None = None
-        self.report = FitReport()
 
     def use_side_tables(self, tables: Mapping[str, pl.DataFrame]) -> None:
         """Take each track's artist from the `tracks` table."""

@@ -25,14 +25,12 @@ from catalog.histories import histories_from
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.cf import cf_item_factors, most_played_items
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     align_items,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -120,11 +118,10 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 @register_recommender
-class Bert4Rec(ItemScorer):
+class Bert4Rec(TrainedScorer):
     """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
 
     name = "bert4rec"
-    needs_gpu = True
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
@@ -153,11 +150,7 @@ class Bert4Rec(ItemScorer):
         super().__init__(**options)
         if self.options.item_init not in ("random", "cf"):
             raise ValueError(f"bert4rec: item_init must be 'random' or 'cf', got {self.options.item_init!r}")
-        self.device = pick_device(self.options.device)
         self.learned_items = self.options.learned_items  # also true after a fit without item vectors
-        self.item_ids: list[str] = []
-        self.net: Bert4RecNet | None = None
-        self.report = FitReport()
 
     def _hidden_for(self, item_dim: int | None) -> int:
         """Hidden size: `hidden` if set; learned items 64; frozen items their dim unless too large or odd."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,14 +22,12 @@ from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.cf import cf_item_factors
 from recommenders.layers import Tower, mean_profiles
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     align_items,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -67,11 +64,10 @@ class ContrastiveNet(nn.Module):
 
 
 @register_recommender
-class Contrastive(ItemScorer):
+class Contrastive(TrainedScorer):
     """Contrastive two-tower model; CF factors are rank-`cf_dim` linear-autoencoder factors of the training plays."""
 
     name = "contrastive"
-    needs_gpu = True
     ranks_new_tracks = True  # the audio tower embeds new tracks
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -88,13 +84,6 @@ class Contrastive(ItemScorer):
         eval_k: int = 50
         seed: int = 0
         device: str | None = None
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.device = pick_device(self.options.device)
-        self.item_ids: list[str] = []
-        self.net: ContrastiveNet | None = None
-        self.report = FitReport()
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Contrastive":

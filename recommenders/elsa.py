@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,13 +21,11 @@ from torch import nn
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.layers import elsa_loss, multi_hot
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -49,13 +46,12 @@ class ElsaNet(nn.Module):
 
 
 @register_recommender
-class Elsa(ItemScorer):
+class Elsa(TrainedScorer):
     """ELSA over every track played in training; scores x A Aᵀ (the history is filtered by the ranking)."""
 
     name = "elsa"
     version = "1"
     uses_content = False
-    needs_gpu = True
 
     @dataclass(frozen=True)
     class Options:
@@ -67,13 +63,6 @@ class Elsa(ItemScorer):
         eval_k: int = 50
         seed: int = 0
         device: str | None = None
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.device = pick_device(self.options.device)
-        self.item_ids: list[str] = []
-        self.net: ElsaNet | None = None
-        self.report = FitReport()
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None = None,
             validation: Validation | None = None) -> "Elsa":

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -20,14 +19,12 @@ from torch import nn
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
 from recommenders.layers import Tower, elsa_loss, multi_hot
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     align_items,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -51,11 +48,10 @@ class HybridNet(nn.Module):
 
 
 @register_recommender
-class Hybrid(ItemScorer):
+class Hybrid(TrainedScorer):
     """ELSA-style hybrid; early stopping on validation NDCG@`eval_k`."""
 
     name = "hybrid"
-    needs_gpu = True
     ranks_new_tracks = True  # item factors are an MLP of the audio vector
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -70,13 +66,6 @@ class Hybrid(ItemScorer):
         eval_k: int = 50
         seed: int = 0
         device: str | None = None
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.device = pick_device(self.options.device)
-        self.item_ids: list[str] = []
-        self.net: HybridNet | None = None
-        self.report = FitReport()
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Hybrid":

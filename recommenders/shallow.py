@@ -15,14 +15,12 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.ranking import ItemScorer
 from recommenders.training import (
-    FitReport,
     LoopSettings,
+    TrainedScorer,
     Validation,
     align_items,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
     seed_everything,
     train_loop,
@@ -57,11 +55,10 @@ class ShallowNet(nn.Module):
 
 
 @register_recommender
-class Shallow(ItemScorer):
+class Shallow(TrainedScorer):
     """Shallow model over a backbone's frozen item vectors; early stopping on validation NDCG@`eval_k`."""
 
     name = "shallow"
-    needs_gpu = True
     ranks_new_tracks = True  # add_items: the shared head maps a new track's vector like any item's
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -80,11 +77,7 @@ class Shallow(ItemScorer):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.device = pick_device(self.options.device)
-        self.item_ids: list[str] = []
         self.user_ids: list[str] = []
-        self.net: ShallowNet | None = None
-        self.report = FitReport()
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Shallow":

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from catalog.histories import Histories, Rankings, histories_from
 from catalog.io import ItemVectors, atomic_path, write_json
+from recommenders.ranking import ItemScorer
 
 log = logging.getLogger("musicrec.train")
 
@@ -203,3 +204,18 @@ def user_sequences(train: pl.DataFrame, item_ids: list[str]) -> tuple[list[str],
     histories = histories_from(train)
     users = sorted(histories)
     return users, [[position[t] for t in histories[u] if t in position] for u in users]
+
+
+class TrainedScorer(ItemScorer):
+    """Base of the models trained with torch through `train_loop` (their `Options` have a `device`): the
+    device, the item ids, the network (`net`, None before fit or load) and the fit report."""
+
+    needs_gpu = True
+    net: Any
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.device = pick_device(self.options.device)
+        self.item_ids: list[str] = []
+        self.net = None
+        self.report = FitReport()
