@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -20,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.schemas import SchemaError, validate_table
+
+log = logging.getLogger(__name__)
 
 
 def umask() -> int:
@@ -65,6 +70,27 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# I/O errors that a second try may not meet (a network file system, a busy device): retried; any other error
+# (bad input, a full disk, a missing file) is raised at once.
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET,
+                              errno.ESTALE, errno.EINTR})
+T = TypeVar("T")
+
+
+def retry_transient(action: Callable[[], T], what: str, attempts: int = 3, delay_s: float = 1.0) -> T:
+    """`action()`, tried up to `attempts` times while it fails with a transient I/O error (TRANSIENT_ERRNOS),
+    waiting `delay_s`, then twice that, between tries; `what` names the file in the log."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except OSError as error:
+            if error.errno not in TRANSIENT_ERRNOS or attempt == attempts:
+                raise
+            log.warning("%s: transient I/O error (%s), try %d of %d", what, error, attempt + 1, attempts)
+            time.sleep(delay_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 def update_with_table(digest, table: pl.DataFrame) -> None:
     """Feed a hashlib `digest` the content of `table`: column names and row hashes, independent of row order."""
     digest.update(",".join(table.columns).encode())
@@ -78,8 +104,11 @@ def write_parquet(table: pa.Table, path: str | Path, metadata: dict[str, str] | 
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(merged)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    def write() -> None:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+
+    retry_transient(write, str(path))
     return Path(path)
 
 
@@ -95,7 +124,7 @@ def read_table(path: str | Path, kind: str) -> pl.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such {kind} table")
     try:
-        arrow = pq.read_table(path)
+        arrow = retry_transient(lambda: pq.read_table(path), str(path))
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path} ({kind}): not a readable Parquet file ({exc})") from None
     return pl.from_arrow(validate_table(arrow, kind, source=path))
@@ -154,7 +183,7 @@ def read_embeddings(paths: str | Path | list[str | Path]) -> ItemVectors:
     blocks: list[np.ndarray] = []
     dim: int | None = None
     for path in paths:
-        table = pq.read_table(path)
+        table = retry_transient(lambda path=path: pq.read_table(path), str(path))
         if table.column_names[:2] != ["track_id", "embedding"]:
             raise SchemaError(f"{path}: embedding table needs columns track_id, embedding")
         column_type = table.schema.field("embedding").type

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from catalog.io import write_parquet
+from catalog.io import retry_transient, write_parquet
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -30,4 +30,4 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         path = self._path(context.asset_key)
         if not path.exists():
             raise FileNotFoundError(f"{path}: {context.asset_key.to_user_string()} has not been materialised")
-        return pl.read_parquet(path)
+        return retry_transient(lambda: pl.read_parquet(path), str(path))

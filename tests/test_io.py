@@ -150,3 +150,43 @@ def test_written_files_follow_the_umask(tmp_path, mask):
     expected = 0o666 & ~mask
     assert plain.stat().st_mode & 0o777 == expected
     assert table.stat().st_mode & 0o777 == expected and config.stat().st_mode & 0o777 == expected
+
+
+def test_transient_io_errors_are_retried_and_nothing_else_is(tmp_path, monkeypatch):
+    import errno
+
+    import catalog.io
+    from catalog.io import write_parquet
+
+    real = catalog.io.pq.write_table
+    calls = []
+
+    def flaky(code):
+        def write(table, where):
+            calls.append(code)
+            if len(calls) == 1:
+                raise OSError(code, "injected")
+            real(table, where)
+        return write
+
+    monkeypatch.setattr(catalog.io.time, "sleep", lambda s: None)  # no waiting in the test
+    monkeypatch.setattr(catalog.io.pq, "write_table", flaky(errno.EIO))
+    write_parquet(pa.table({"x": [1]}), tmp_path / "a.parquet")  # EIO once, then written
+    assert len(calls) == 2 and pa.parquet.read_table(tmp_path / "a.parquet").num_rows == 1
+
+    calls.clear()
+    monkeypatch.setattr(catalog.io.pq, "write_table", flaky(errno.EACCES))  # not transient: raised at once
+    with pytest.raises(PermissionError):
+        write_parquet(pa.table({"x": [1]}), tmp_path / "b.parquet")
+    assert len(calls) == 1 and not (tmp_path / "b.parquet").exists()
+
+    calls.clear()
+
+    def always_failing(table, where):
+        calls.append(errno.EIO)
+        raise OSError(errno.EIO, "always")
+
+    monkeypatch.setattr(catalog.io.pq, "write_table", always_failing)
+    with pytest.raises(OSError, match="always"):
+        write_parquet(pa.table({"x": [1]}), tmp_path / "c.parquet")
+    assert len(calls) == 3  # gave up after 3 tries
