@@ -203,6 +203,7 @@ class Experiment(Strict):
     plugins: tuple[str, ...] = ()
     executor: Literal["in_process", "multiprocess", "k8s"] = "in_process"
     gpu_pool: Literal["auto", "always", "never"] = "auto"
+    memory_budget_mb: int | None = Field(None, ge=256)  # the run's process may not hold more data than this
     backbones: dict[str, BackboneTable] = Field(default_factory=dict)
     recommenders: dict[str, RecommenderEntry] = Field(default_factory=dict)
     baselines: dict[str, RecommenderEntry] = Field(default_factory=dict)

@@ -44,7 +44,7 @@ def catalog_problems(experiment: Experiment) -> list[str]:
             problems.append(f"catalog.folder: {catalog.folder} holds no audio file "
                             f"({', '.join(sorted(AUDIO_SUFFIXES))})")
         tables = {name: getattr(catalog, name) for name in ("interactions", "artists", "artist_edges", "queries")}
-        if catalog.interactions is None:
+        if catalog.interactions is None and experiment.hot_systems():
             problems.append("catalog.interactions: not set; the recommenders learn from a listening table "
                             "(Parquet: user_id, track_id, timestamp, count)")
     elif isinstance(catalog, TablesCatalog):

@@ -56,7 +56,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     """Check, then materialise the experiment; print where the report is."""
     from pipelines.check import check_experiment
-    from pipelines.run import instance_for, report_path, run_experiment
+    from pipelines.run import apply_memory_budget, instance_for, report_path, run_experiment
 
     experiment, problems = check_experiment(args.experiment)
     if problems:
@@ -64,6 +64,7 @@ def run_run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
+    apply_memory_budget(experiment)
     try:
         run_experiment(experiment, instance_for(experiment))
     except RuntimeError as error:

@@ -9,6 +9,7 @@ the Dagster instance of $DAGSTER_HOME, else of `<storage>/dagster`, so `dagster 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,15 @@ def instance_for(experiment: Experiment) -> dg.DagsterInstance:
         shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
+
+
+def apply_memory_budget(experiment: Experiment) -> None:
+    """Cap this process's data size at the experiment's `memory_budget_mb` (RLIMIT_DATA; the processes of a
+    multiprocess executor inherit it): a step that would need more fails with MemoryError, which `_failure`
+    names, instead of the machine swapping or the kernel killing the whole run."""
+    if experiment.memory_budget_mb is not None:
+        limit = experiment.memory_budget_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 
 
 def report_path(experiment: Experiment) -> Path:
@@ -69,5 +79,6 @@ def _failure(result) -> str:
             error = event.step_failure_data.error
             while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
                 error = error.cause
-            lines.append(f"step {event.step_key}: {error.message.strip()}")
+            budget = " (over the experiment's memory_budget_mb)" if error.cls_name == "MemoryError" else ""
+            lines.append(f"step {event.step_key}: {error.message.strip()}{budget}")
     return "; ".join(lines) or "see the run log"

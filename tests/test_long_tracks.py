@@ -92,3 +92,25 @@ def test_a_20_minute_stereo_file_embeds_under_a_memory_limit(tmp_path):
     assert "embedded ['long'] []" in chunked.stdout
     whole = run(1e9)  # the same file decoded whole: the limit bites
     assert "embedded ['long'] []" not in whole.stdout and "MemoryError" in whole.stdout + whole.stderr
+
+
+@pytest.mark.slow
+def test_a_memory_budget_fails_the_step_that_exceeds_it_by_name(tmp_path):
+    """`memory_budget_mb`: a 2-minute 192 kHz 8-channel file (under the long-track threshold, so decoded whole:
+    about 740 MB of float32) exceeds a 1,500 MB budget of a process that starts near 900 MB; the embedding
+    step fails naming the budget and `musicrec run` exits 1, instead of the machine running out of memory."""
+    import yaml
+
+    folder = tmp_path / "music" / "b000"
+    folder.mkdir(parents=True)
+    with sf.SoundFile(str(folder / "wide.wav"), "w", 192000, 8, subtype="PCM_16") as handle:
+        for _ in range(12):  # 12 x 10 s
+            handle.write(np.random.default_rng(0).uniform(-0.3, 0.3, (1_920_000, 8)).astype(np.float32))
+    experiment = {"name": "budget", "storage": str(tmp_path / "out"), "memory_budget_mb": 1500,
+                  "catalog": {"kind": "folder", "folder": str(tmp_path / "music")},
+                  "backbones": {"handcrafted": {}}}
+    (tmp_path / "budget.yaml").write_text(yaml.safe_dump(experiment))
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "budget.yaml")], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert "step embeddings_handcrafted: " in run.stderr and "(over the experiment's memory_budget_mb)" in run.stderr
