@@ -36,15 +36,20 @@ def search_index_folder(storage: Path) -> Path:
     return storage if (storage / "index.faiss").is_file() else storage / SEARCH_FOLDER
 
 
+def print_problems(path: Path, problems: list[str], consequence: str = "") -> None:
+    """Every problem of an experiment file, one per line, on stderr."""
+    print(f"{path}: {len(problems)} problem(s){consequence}", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+
+
 def run_check(args: argparse.Namespace) -> int:
     """Print every problem of the experiment file (exit 1), or a summary of what it will run (exit 0)."""
     from pipelines.check import check_experiment
 
     experiment, problems = check_experiment(args.experiment)
     if problems:
-        print(f"{args.experiment}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
+        print_problems(args.experiment, problems)
         return 1
     systems = experiment.hot_systems()
     print(f"{args.experiment}: ok. Experiment {experiment.name}: {len(experiment.backbones)} backbone table(s) "
@@ -60,9 +65,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     experiment, problems = check_experiment(args.experiment)
     if problems:
-        print(f"{args.experiment}: {len(problems)} problem(s); nothing was run", file=sys.stderr)
-        for problem in problems:
-            print(f"  - {problem}", file=sys.stderr)
+        print_problems(args.experiment, problems, "; nothing was run")
         return 1
     apply_memory_budget(experiment)
     try:

@@ -57,6 +57,7 @@ from recommenders.layers import Tower, mean_profiles
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     align_items,
     load_checkpoint,
@@ -176,19 +177,16 @@ class AcaRec(TrainedScorer):
     side_tables = ("tracks",)  # each track's artist
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         cf_dim: int = 64
         hidden: int = 128
         attn_dim: int = 32
         lr: float = 3e-3
         batch_size: int = 32
-        max_epochs: int = 100
         patience: int = 10
         eval_k: int = 20
-        seed: int = 0
         cf_power: float = 0.5
         rank_weight: float = 1.0
-        device: str | None = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

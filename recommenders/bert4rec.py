@@ -28,6 +28,7 @@ from recommenders.cf import cf_item_factors, most_played_items
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     align_items,
     load_checkpoint,
@@ -125,7 +126,7 @@ class Bert4Rec(TrainedScorer):
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         learned_items: bool = False
         hidden: int | None = None
         max_hidden: int = 256
@@ -136,15 +137,9 @@ class Bert4Rec(TrainedScorer):
         dropout: float = 0.1
         mask_prob: float = 0.2
         max_len: int = 200
-        lr: float = 1e-3
         batch_size: int = 64
-        max_epochs: int = 100
-        patience: int = 5
-        eval_k: int = 50
-        seed: int = 0
         max_items: int | None = None
         item_init: str = "random"
-        device: str | None = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -25,6 +25,7 @@ from recommenders.layers import Tower, mean_profiles
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     align_items,
     load_checkpoint,
@@ -72,18 +73,11 @@ class Contrastive(TrainedScorer):
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         dim: int = 128
         hidden: int = 256
         cf_dim: int = 64
         temperature: float = 0.1
-        lr: float = 1e-3
-        batch_size: int = 256
-        max_epochs: int = 100
-        patience: int = 5
-        eval_k: int = 50
-        seed: int = 0
-        device: str | None = None
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Contrastive":

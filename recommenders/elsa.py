@@ -24,6 +24,7 @@ from recommenders.layers import elsa_loss, multi_hot
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     load_checkpoint,
     save_checkpoint,
@@ -54,15 +55,11 @@ class Elsa(TrainedScorer):
     uses_content = False
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         dim: int = 256
         lr: float = 0.01
-        batch_size: int = 256
         max_epochs: int = 50
         patience: int = 3
-        eval_k: int = 50
-        seed: int = 0
-        device: str | None = None
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None = None,
             validation: Validation | None = None) -> "Elsa":

@@ -22,6 +22,7 @@ from recommenders.layers import Tower, elsa_loss, multi_hot
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     align_items,
     load_checkpoint,
@@ -56,16 +57,10 @@ class Hybrid(TrainedScorer):
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         dim: int = 128
         hidden: int = 256
-        lr: float = 1e-3
         batch_size: int = 128
-        max_epochs: int = 100
-        patience: int = 5
-        eval_k: int = 50
-        seed: int = 0
-        device: str | None = None
 
     def fit(self, train: pl.DataFrame, items: ItemVectors | None,
             validation: Validation | None = None) -> "Hybrid":

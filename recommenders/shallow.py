@@ -18,6 +18,7 @@ from recommenders.base import register_recommender
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
+    TrainingOptions,
     Validation,
     align_items,
     load_checkpoint,
@@ -63,17 +64,13 @@ class Shallow(TrainedScorer):
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
-    class Options:
+    class Options(TrainingOptions):
         out_dim: int | None = None
         margin: float = 0.2
         negatives: int = 20
-        lr: float = 1e-3
         batch_size: int = 512
         max_epochs: int = 50
         patience: int = 3
-        eval_k: int = 50
-        seed: int = 0
-        device: str | None = None
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -206,6 +206,22 @@ def user_sequences(train: pl.DataFrame, item_ids: list[str]) -> tuple[list[str],
     return users, [[position[t] for t in histories[u] if t in position] for u in users]
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The options every torch-trained recommender has (each model's `Options` extends these and may change a
+    default): Adam's learning rate, users or rows per batch, the epoch budget, early stopping after `patience`
+    epochs without a better validation NDCG@`eval_k`, the seed, and the device ("cpu", "cuda"; default: CUDA
+    when available)."""
+
+    lr: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 100
+    patience: int = 5
+    eval_k: int = 50
+    seed: int = 0
+    device: str | None = None
+
+
 class TrainedScorer(ItemScorer):
     """Base of the models trained with torch through `train_loop` (their `Options` have a `device`): the
     device, the item ids, the network (`net`, None before fit or load) and the fit report."""
