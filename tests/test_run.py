@@ -103,8 +103,9 @@ def test_check_names_a_missing_weight_folder(user_folder, capsys):
 def test_check_names_a_misspelled_option(user_folder, capsys):
     data = {**user_folder["experiment"], "recommenders": {"shallow": {"max_epoch": 2}}}
     code, out = check(user_folder["folder"], data, capsys)
-    assert code == 1 and ("recommenders.shallow.max_epoch: unknown option of shallow; allowed: ['lr', 'batch_size', "
-                          "'max_epochs', 'patience', 'eval_k', 'seed', 'device', 'out_dim', 'margin', 'negatives']") in out
+    expected = ("recommenders.shallow.max_epoch: unknown option of shallow; allowed: ['lr', 'batch_size', "
+                "'max_epochs', 'patience', 'eval_k', 'seed', 'device', 'out_dim', 'margin', 'negatives']")
+    assert code == 1 and expected in out
 
 
 def test_check_names_a_missing_interactions_file(user_folder, capsys):
