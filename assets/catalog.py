@@ -7,12 +7,21 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.experiment import Catalog, DemoCatalog, Experiment, FolderCatalog, Music4AllOnionCatalog, TablesCatalog
+from assets.experiment import (
+    Catalog,
+    DemoCatalog,
+    Experiment,
+    FolderCatalog,
+    Music4AllOnionCatalog,
+    SyntheticCatalog,
+    TablesCatalog,
+)
 from assets.resources import StorageResource
 from catalog.demo import DemoConfig, build_demo_catalog
 from catalog.ingest import ingest_folder
 from catalog.io import read_table, update_with_table, write_table
 from catalog.music4all import music4all_catalog
+from catalog.scale import generate
 from catalog.schemas import SPECS, check_references
 
 CATALOG_CODE_VERSION = "2"
@@ -43,7 +52,7 @@ def audio_root(catalog: Catalog, storage: StorageResource) -> Path | None:
         return demo_root(storage)
     if isinstance(catalog, FolderCatalog):
         return catalog.folder
-    return catalog.audio
+    return getattr(catalog, "audio", None)
 
 
 def _empty(name: str) -> pl.DataFrame:
@@ -71,6 +80,8 @@ def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, 
     elif isinstance(catalog, Music4AllOnionCatalog):
         tables = music4all_catalog(catalog.listening, catalog.information, catalog.audio)
         tables.update({name: _empty(name) for name in ("artist_edges", "queries")})
+    elif isinstance(catalog, SyntheticCatalog):
+        tables = {**generate(catalog.config()), **{name: _empty(name) for name in ("artist_edges", "queries")}}
     elif isinstance(catalog, TablesCatalog):
         tables = {"tracks": read_table(catalog.tracks, "tracks"),
                   "interactions": read_table(catalog.interactions, "interactions"),

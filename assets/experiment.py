@@ -106,7 +106,29 @@ class TablesCatalog(Strict):
     audio: FilePath | None = None
 
 
-Catalog = Annotated[DemoCatalog | FolderCatalog | Music4AllOnionCatalog | TablesCatalog, Field(discriminator="kind")]
+class SyntheticCatalog(Strict):
+    """A synthetic scale catalog with planted structure (`catalog.scale`): a preset ("small", "journal",
+    "large") with any of its sizes replaced; no audio (pair it with the `synthetic` backbone)."""
+
+    kind: Literal["synthetic"]
+    preset: Literal["small", "journal", "large"] = "small"
+    n_tracks: int | None = Field(None, ge=10)
+    n_artists: int | None = Field(None, ge=1)
+    n_clusters: int | None = Field(None, ge=1)
+    n_users: int | None = Field(None, ge=1)
+    median_tracks: float | None = Field(None, gt=0)
+    seed: int = 0
+
+    def config(self):
+        """The `catalog.scale.ScaleConfig` this entry describes."""
+        from catalog.scale import preset
+
+        sizes = {k: v for k, v in self.model_dump().items() if k not in ("kind", "preset") and v is not None}
+        return preset(self.preset, **sizes)
+
+
+Catalog = Annotated[DemoCatalog | FolderCatalog | Music4AllOnionCatalog | TablesCatalog | SyntheticCatalog,
+                    Field(discriminator="kind")]
 
 
 class Split(Strict):

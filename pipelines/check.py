@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.experiment import (
+    DemoCatalog,
     Experiment,
     ExperimentError,
     FolderCatalog,
@@ -74,8 +75,8 @@ def catalog_problems(experiment: Experiment) -> list[str]:
             read_table(path, name)
         except (ValueError, OSError) as error:
             problems.append(f"catalog.{name}: {error}")
-    if (experiment.audio_tables() and isinstance(catalog, (TablesCatalog, Music4AllOnionCatalog))
-            and catalog.audio is None):
+    if experiment.audio_tables() and not isinstance(catalog, (DemoCatalog, FolderCatalog)) \
+            and getattr(catalog, "audio", None) is None:
         problems.append(f"catalog.audio: not set, but backbone table(s) {experiment.audio_tables()} read audio")
     return problems
 
