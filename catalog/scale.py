@@ -45,7 +45,8 @@ class ScaleConfig:
 
 PRESETS: dict[str, ScaleConfig] = {
     "small": ScaleConfig(),  # CI: seconds
-    "journal": ScaleConfig(n_tracks=55_000, n_artists=8_000, n_clusters=200, n_users=21_000, median_tracks=140.0),
+    "journal": ScaleConfig(n_tracks=55_000, n_artists=8_000, n_clusters=200, n_users=21_000, median_tracks=140.0,
+                           activity_sigma=1.1),
     "large": ScaleConfig(n_tracks=500_000, n_artists=60_000, n_clusters=1_000, n_users=200_000,
                          median_tracks=140.0),
 }
