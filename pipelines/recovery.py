@@ -3,14 +3,18 @@ concurrency slots, or every later run waits forever for the `gpu` pool.
 
 Every run `musicrec run` starts carries the host, pid and start time of its process (`run_tags`). Before each
 run, `recover_dead_runs` marks any run of this host that is still "in progress" but whose process is gone as
-failed, and frees every slot held by a run that is no longer in progress. `pool_report` says who holds what.
+failed, and frees every slot held by a run that is no longer in progress. `pool_report` says who holds what;
+`watching_pools` says in the run log which step waits for which holder, and recovers a holder that dies
+while others wait.
 Runs launched by the daemon are watched by Dagster's own run monitoring (dagster.yaml `run_monitoring`).
 """
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import psutil
@@ -71,3 +75,46 @@ def pool_report(instance: dg.DagsterInstance) -> list[str]:
             lines.append(f"pool {pool}: {len(info.claimed_slots)}/{info.slot_count} slot(s) held by run(s) "
                          f"{', '.join(holders) or '-'}; {len(info.pending_steps)} step(s) waiting")
     return lines
+
+
+@contextmanager
+def watching_pools(instance: dg.DagsterInstance, say: Callable[[str], None] = print,
+                   interval_s: float = 5.0) -> Iterator[None]:
+    """While the block runs, every `interval_s`: a step waiting for a pool slot is said once, in its run's log
+    (an engine event) and through `say`, naming the runs that hold the slots; and a holder whose process has
+    died is marked failed and its slots freed, so a run never waits forever behind a dead one."""
+    storage = instance.event_log_storage
+    stop = threading.Event()
+    told: set[tuple[str, str]] = set()
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            waiting = False
+            for pool in storage.get_concurrency_keys():
+                info = storage.get_concurrency_info(pool)
+                holders = ", ".join(sorted({slot.run_id for slot in info.claimed_slots})) or "none"
+                for step in info.pending_steps:
+                    if step.assigned_timestamp is not None:  # it holds a slot: not waiting
+                        continue
+                    waiting = True
+                    if (step.run_id, step.step_key) not in told:
+                        told.add((step.run_id, step.step_key))
+                        message = (f"step {step.step_key} of run {step.run_id} waits for a slot of pool {pool}, "
+                                   f"held by run(s) {holders}")
+                        run = instance.get_run_by_id(step.run_id)
+                        if run is not None:
+                            instance.report_engine_event(message, run, step_key=step.step_key)
+                        say(f"musicrec: {message}")
+            if waiting:
+                recover_dead_runs(instance, say)
+
+    if not storage.supports_global_concurrency_limits:
+        yield
+        return
+    thread = threading.Thread(target=watch, name="musicrec-pool-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval_s + 5)

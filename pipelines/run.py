@@ -18,8 +18,8 @@ import dagster as dg
 
 from assets.experiment import REPO_ROOT, Experiment
 from pipelines.definitions import MAIN_JOB, build_definitions
-from pipelines.recovery import pool_report, recover_dead_runs, run_tags
-from pipelines.staleness import outdated_assets
+from pipelines.recovery import pool_report, recover_dead_runs, run_tags, watching_pools
+from pipelines.staleness import STORAGE_TAG, outdated_assets
 
 
 def instance_for(experiment: Experiment) -> dg.DagsterInstance:
@@ -54,18 +54,22 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
     recover_dead_runs(instance, say)
     for line in pool_report(instance):
         say(f"musicrec: {line}")
+    tags = {**run_tags(), STORAGE_TAG: str(experiment.storage)}
     say(f"musicrec: experiment {experiment.name}: catalog and embeddings")
-    embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False,
-                                                             tags=run_tags())
+    with watching_pools(instance, say):
+        embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False,
+                                                                 tags=tags)
     if not embed.success:
         raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
-    outdated = outdated_assets(defs, instance, MAIN_JOB, tables=experiment.storage / "tables")
+    outdated = outdated_assets(defs, instance, MAIN_JOB, tables=experiment.storage / "tables",
+                               storage=str(experiment.storage))
     if not outdated:
         say("musicrec: every asset is up to date")
         return outdated
     say(f"musicrec: materialising {len(outdated)} missing or stale asset(s)")
-    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
-        instance=instance, asset_selection=sorted(outdated), raise_on_error=False, tags=run_tags())
+    with watching_pools(instance, say):
+        result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
+            instance=instance, asset_selection=sorted(outdated), raise_on_error=False, tags=tags)
     if not result.success:
         raise RuntimeError(f"run {result.run_id} failed: {_failure(result)}")
     return outdated

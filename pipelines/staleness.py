@@ -25,12 +25,28 @@ def unreadable_tables(keys: set[dg.AssetKey], tables: Path) -> set[dg.AssetKey]:
     return broken
 
 
+STORAGE_TAG = "musicrec/storage"  # the storage folder of the experiment a run materialised
+
+
+def materialised_elsewhere(keys: set[dg.AssetKey], instance: dg.DagsterInstance, storage: str) -> set[dg.AssetKey]:
+    """Assets whose latest materialisation was made for another experiment's storage (several experiments can
+    share one Dagster instance, and so its concurrency pools, while their asset names coincide): they must be
+    materialised again here. Runs without the tag (launched from the web UI) count as this experiment's."""
+    foreign = set()
+    for key in keys:
+        event = instance.get_latest_materialization_event(key)
+        run = instance.get_run_by_id(event.run_id) if event is not None else None
+        if run is not None and run.tags.get(STORAGE_TAG, storage) != storage:
+            foreign.add(key)
+    return foreign
+
+
 def outdated_assets(defs: dg.Definitions, instance: dg.DagsterInstance, job_name: str,
-                    tables: Path | None = None) -> set[dg.AssetKey]:
+                    tables: Path | None = None, storage: str | None = None) -> set[dg.AssetKey]:
     """The assets of job `job_name` that are missing or stale (their code version changed, or an upstream
-    asset has a data version they did not consume) or whose stored table under `tables` is unreadable,
-    everything downstream of those in the job (it will read their new outputs), and whole multi-assets that
-    cannot be subset."""
+    asset has a data version they did not consume), whose stored table under `tables` is unreadable, or
+    whose latest materialisation was for another experiment's `storage`; everything downstream of those in
+    the job (it will read their new outputs); and whole multi-assets that cannot be subset."""
     graph = defs.resolve_asset_graph()
     keys = defs.resolve_job_def(job_name).asset_layer.executable_asset_keys
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
@@ -38,6 +54,7 @@ def outdated_assets(defs: dg.Definitions, instance: dg.DagsterInstance, job_name
     resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
     pending = [key for key in keys if resolver.get_status(key) != StaleStatus.FRESH]
     pending += list(unreadable_tables(set(keys), tables)) if tables is not None else []
+    pending += list(materialised_elsewhere(set(keys), instance, storage)) if storage is not None else []
     outdated: set[dg.AssetKey] = set()
     while pending:
         key = pending.pop()
