@@ -15,6 +15,11 @@ class AudioDecodeError(ValueError):
     """A track could not be turned into a waveform; the message names the file and the reason."""
 
 
+def decode_error(path: Path, exc: Exception) -> AudioDecodeError:
+    """The error for a file the decoder refuses: the file, what it is, and the decoder's own words."""
+    return AudioDecodeError(f"{path}: cannot decode audio: {describe(path)} (decoder: {exc})")
+
+
 def load_mono(path: str | Path, sample_rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Decode `path` to mono float32 at `sample_rate` Hz, shape (n_samples,). `max_seconds` keeps only the
     first seconds (decoding stops there). Raises AudioDecodeError naming the file."""
@@ -25,7 +30,7 @@ def load_mono(path: str | Path, sample_rate: int, max_seconds: float | None = No
             frames = -1 if max_seconds is None else int(max_seconds * native_rate)
             audio = handle.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioDecodeError(f"{path}: cannot decode audio: {describe(path)} (decoder: {exc})") from None
+        raise decode_error(path, exc) from None
     if audio.shape[0] == 0:
         raise AudioDecodeError(f"{path}: no audio samples")
     mono = audio.mean(axis=1)
@@ -43,7 +48,7 @@ def duration_seconds(path: str | Path) -> float:
     try:
         return float(sf.info(str(path)).duration)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioDecodeError(f"{path}: cannot decode audio: {describe(path)} (decoder: {exc})") from None
+        raise decode_error(path, exc) from None
 
 
 def chunk_starts(total_frames: int, chunk_frames: int, max_chunks: int | None) -> list[int]:
@@ -81,4 +86,4 @@ def mono_chunks(path: str | Path, sample_rate: int, chunk_seconds: float,
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         if isinstance(exc, AudioDecodeError):
             raise
-        raise AudioDecodeError(f"{path}: cannot decode audio: {describe(path)} (decoder: {exc})") from None
+        raise decode_error(path, exc) from None

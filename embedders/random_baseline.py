@@ -15,6 +15,12 @@ import numpy as np
 from embedders.base import Backbone, register_backbone
 
 
+def seeded_gaussian(key: str, dim: int) -> np.ndarray:
+    """A N(0, 1) vector of `dim` numbers determined by `key` alone (its sha256 seeds the generator)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(dim)
+
+
 @register_backbone
 class RandomEmbedder(Backbone):
     name = "random"
@@ -34,10 +40,7 @@ class RandomEmbedder(Backbone):
     def embed_ids(self, track_ids: Sequence[str]) -> tuple[np.ndarray, dict[str, str]]:
         """One N(0, 1) vector per id, shape (n, dim) float32 (the same id and seed always give the same
         vector), and no failures ({})."""
-        rows = []
-        for track_id in track_ids:
-            digest = hashlib.sha256(f"{self.options.seed}:{track_id}".encode()).digest()
-            rows.append(np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(self.dim))
+        rows = [seeded_gaussian(f"{self.options.seed}:{track_id}", self.dim) for track_id in track_ids]
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim), {}
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:

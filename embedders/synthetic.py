@@ -4,7 +4,6 @@ taste signal, read off the track id (no audio): cluster centroid × `cluster_wei
 the `random` backbone (same dims, no signal)."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +12,7 @@ import numpy as np
 
 from catalog.scale import parse_track_id
 from embedders.base import Backbone, register_backbone
-
-
-def _gaussian(key: str, dim: int) -> np.ndarray:
-    digest = hashlib.sha256(key.encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(dim)
+from embedders.random_baseline import seeded_gaussian
 
 
 @register_backbone
@@ -52,9 +47,9 @@ class SyntheticEmbedder(Backbone):
                 missing[track] = str(error)
                 continue
             if cluster not in centroids:
-                centroids[cluster] = _gaussian(f"{o.seed}:cluster:{cluster}", self.dim)
-            rows[row] = (o.cluster_weight * centroids[cluster] + o.artist_weight * _gaussian(
-                f"{o.seed}:artist:{artist}", self.dim) + o.noise * _gaussian(f"{o.seed}:track:{track}", self.dim))
+                centroids[cluster] = seeded_gaussian(f"{o.seed}:cluster:{cluster}", self.dim)
+            rows[row] = (o.cluster_weight * centroids[cluster] + o.artist_weight * seeded_gaussian(
+                f"{o.seed}:artist:{artist}", self.dim) + o.noise * seeded_gaussian(f"{o.seed}:track:{track}", self.dim))
         return rows, missing
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
