@@ -7,6 +7,7 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import REPO_ROOT, Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.olga import artist_features_from_tracks, graph_from_tables, load_olga
 from embedders.runner import read_backbone
 from recommenders.artist_gnn import run_layer_sweep
@@ -17,6 +18,7 @@ DEMO_LAYERS = (0, 1, 2)
 def build_demo_artist_similarity_asset(backbones: tuple[str, ...]) -> dg.AssetsDefinition:
     @dg.asset(group_name="artist_similarity", code_version="1", automation_condition=RERUN_WHEN_STALE,
               deps=[f"embeddings_{b}" for b in backbones])
+    @retried_when_transient
     def artist_similarity_demo(
         context: dg.AssetExecutionContext, artists: pl.DataFrame, artist_edges: pl.DataFrame,
         tracks: pl.DataFrame, storage: StorageResource,
@@ -55,6 +57,7 @@ def build_olga_asset(experiment: Experiment) -> dg.AssetsDefinition:
     """`olga_layer_sweep`, in the `gpu` pool where the experiment uses it."""
 
     @dg.asset(group_name="artist_similarity", code_version="1", **placement(experiment.uses_gpu_pool()))
+    @retried_when_transient
     def olga_layer_sweep(context: dg.AssetExecutionContext, config: OlgaConfig) -> pl.DataFrame:
         """The published artist-similarity experiment on the real OLGA graph: 0-4 SAGE layers, each model
         chosen on validation NDCG@200, val and test NDCG@200 with the standard and the published (extra-term)

@@ -17,6 +17,7 @@ from assets.experiment import (
     TablesCatalog,
 )
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.demo import DemoConfig, build_demo_catalog
 from catalog.ingest import ingest_folder
 from catalog.io import read_table, update_with_table, write_table
@@ -99,6 +100,7 @@ def build_catalog_asset(experiment: Experiment) -> dg.AssetsDefinition:
         can_subset=False,
         name="catalog_tables",
     )
+    @retried_when_transient
     def catalog_tables(context: dg.AssetExecutionContext, storage: StorageResource):
         """Build (demo), ingest (folder) or read (Music4All-Onion, tables) the experiment's catalog, validate
         every table against its contract, and emit them. The audio stays where it is."""

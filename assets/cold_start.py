@@ -8,6 +8,7 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.registry import code_version
 from embedders.runner import read_backbone
 from evaluation.cold_eval import cold_start_summary
@@ -29,6 +30,7 @@ def build_cold_start_asset(experiment: Experiment) -> dg.AssetsDefinition:
               code_version=f"{COLD_CODE_VERSION}:{versions}:{settings.model_dump_json()}:{sorted(split_arguments.items())}",
               deps=[f"embeddings_{t}" for t in tables],
               **placement(experiment.uses_gpu_pool() and any(cls.needs_gpu for cls, _ in systems.values())))
+    @retried_when_transient
     def cold_start_per_user(interactions: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per-user Recall/NDCG/HitRate@k of the cold-start systems per backbone table, on semi-cold and cold
         test tracks (ranked among all new tracks), for all relevant pairs and for discovery / exploit pairs;
@@ -47,6 +49,7 @@ def build_cold_start_table_asset(experiment: Experiment) -> dg.AssetsDefinition:
     reference, k = experiment.cold_start.reference, experiment.cold_start.k
 
     @dg.asset(group_name="cold_start", code_version=f"3:{reference}:{k}", automation_condition=RERUN_WHEN_STALE)
+    @retried_when_transient
     def cold_start_table(cold_start_per_user: pl.DataFrame) -> pl.DataFrame:
         """Mean [95% CI] per (scenario, novelty, backbone, recommender, metric) at the cold-start cutoff, with
         the paired Wilcoxon p-value of each system against the reference (`evaluation.cold_eval`)."""

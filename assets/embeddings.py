@@ -17,6 +17,7 @@ from assets.catalog import audio_root
 from assets.experiment import Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.io import read_metadata
 from catalog.registry import code_version
 from embedders.base import Embedder
@@ -54,6 +55,7 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
         kinds={"pytorch"} if cls.needs_gpu else {"python"},
         automation_condition=RERUN_WHEN_STALE,
     )
+    @retried_when_transient
     def embeddings(
         context: dg.AssetExecutionContext, tracks: pl.DataFrame, storage: StorageResource
     ) -> dg.MaterializeResult:
@@ -93,6 +95,7 @@ def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
         kinds={"pytorch"},
         automation_condition=RERUN_WHEN_STALE,
     )
+    @retried_when_transient
     def tags(context: dg.AssetExecutionContext, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         out_dir = storage.path("tags", table)
         embedder, root = create_backbone(experiment, table, storage)
@@ -111,6 +114,7 @@ def build_tags_summary_asset(experiment: Experiment, taggers: list[str]) -> dg.A
 
     @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE,
               deps=[f"tags_{t}" for t in taggers])
+    @retried_when_transient
     def tags_summary(tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         """Per tagging backbone and label (a track's first catalog tag: the demo's instrumentation), the 3 tags
         of highest mean probability over the label's tracks: backbone, label, tracks, top_tags,

@@ -9,6 +9,7 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import NO_BACKBONE, Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.histories import histories_from
 from catalog.io import atomic_path
 from catalog.registry import code_version
@@ -32,6 +33,7 @@ def build_hot_split_asset(experiment: Experiment) -> dg.AssetsDefinition:
         can_subset=False,
         name="hot_split_tables",
     )
+    @retried_when_transient
     def hot_split_tables(context: dg.AssetExecutionContext, interactions: pl.DataFrame):
         """Train before the cutoff (experiment file `split`); later plays of known users on known tracks,
         users divided at random (seeded) into validation and test."""
@@ -67,6 +69,7 @@ def build_model_asset(experiment: Experiment, recommender: str, backbone: str) -
         description=f"`{recommender}` ({model_class.name} v{model_class.version}) trained on the hot split over "
                     f"`{backbone}` item vectors (models/{recommender}__{backbone}/).",
     )
+    @retried_when_transient
     def model(
         context: dg.AssetExecutionContext, hot_train: pl.DataFrame, hot_validation: pl.DataFrame,
         storage: StorageResource, **side_tables: pl.DataFrame,
@@ -102,6 +105,7 @@ def build_evaluation_asset(experiment: Experiment, recommender: str, backbone: s
         deps=[model_key(recommender, backbone)],
         description=f"Per-user test metrics of `{recommender}` on `{backbone}` (hot scenario).",
     )
+    @retried_when_transient
     def evaluation(hot_train: pl.DataFrame, hot_test: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         model = model_class.load(storage.path("models", f"{recommender}__{backbone}"))
         relevant = relevant_sets(hot_test)

@@ -6,6 +6,7 @@ import polars as pl
 from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import Experiment
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.io import atomic_path
 from embedders.runner import embedding_files, read_backbone_failures
 from evaluation.plots import bar_with_ci, layer_sweep_plot, report_figures
@@ -28,6 +29,7 @@ def build_per_user_metrics_asset(experiment: Experiment) -> dg.AssetsDefinition:
 
     @dg.asset(group_name="reports", code_version="1", automation_condition=RERUN_WHEN_STALE,
               ins={f"eval_{r}__{b}": dg.AssetIn(f"eval_{r}__{b}") for r, b in systems})
+    @retried_when_transient
     def per_user_metrics_all(**evaluations: pl.DataFrame) -> pl.DataFrame:
         """Every system's per-user metrics in one table (user_id, metric, k, value, backbone, recommender, scenario)."""
         return pl.concat(list(evaluations.values()))
@@ -40,11 +42,13 @@ def build_metrics_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
     twin = experiment.twin()
 
     @dg.asset(group_name="reports", code_version="2", automation_condition=RERUN_WHEN_STALE)
+    @retried_when_transient
     def metrics(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
         """The `metrics` contract table: mean, 95% CI and n per system, metric and k."""
         return metrics_table(per_user_metrics_all, experiment="backbone_x_recommender", dataset=experiment.name)
 
     @dg.asset(group_name="reports", code_version=f"2:{twin}", automation_condition=RERUN_WHEN_STALE)
+    @retried_when_transient
     def significance(per_user_metrics_all: pl.DataFrame) -> pl.DataFrame:
         """Paired Wilcoxon tests of each system against its twin on the experiment's twin backbone table."""
         return significance_table(per_user_metrics_all, baseline_backbone=twin)
@@ -76,6 +80,7 @@ def build_report_asset(experiment: Experiment, sections: tuple[str, ...]) -> dg.
     @dg.asset(group_name="reports", code_version=f"8:{headline_k}:{twin}:{cold_k}:{reference}",
               automation_condition=RERUN_WHEN_STALE, ins={**ins, "tracks": dg.AssetIn("tracks")},
               deps=[f"embeddings_{t}" for t in tables])
+    @retried_when_transient
     def report(metrics: pl.DataFrame, significance: pl.DataFrame, tracks: pl.DataFrame, storage: StorageResource,
                **studies: pl.DataFrame) -> dg.MaterializeResult:
         """The Markdown report at storage/reports/report.md, its HTML twin report.html (the same tables) and the

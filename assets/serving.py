@@ -19,6 +19,7 @@ from assets.catalog import audio_root
 from assets.experiment import Experiment
 from assets.hot_start import model_key
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from catalog.histories import histories_from
 from catalog.io import ItemVectors
 from embedders.runner import read_backbone
@@ -78,6 +79,7 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
 
     @dg.asset(group_name="serving", code_version=f"{SERVING_CODE_VERSION}:{system}:{k}",
               automation_condition=RERUN_WHEN_STALE, deps=[model_key(recommender, backbone)])
+    @retried_when_transient
     def serving_recommendations(context: dg.AssetExecutionContext, interactions: pl.DataFrame,
                                 storage: StorageResource) -> pl.DataFrame:
         """Every user's top k of the served system (user_id, rank, track_id, score), ranked from all their plays."""
@@ -95,6 +97,7 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
     if similar is not None:
         @dg.asset(group_name="serving", code_version=f"{SERVING_CODE_VERSION}:{similar}:{k}",
                   automation_condition=RERUN_WHEN_STALE, deps=[f"embeddings_{similar}"])
+        @retried_when_transient
         def serving_similar_tracks(context: dg.AssetExecutionContext, storage: StorageResource) -> pl.DataFrame:
             """Each track's k most similar tracks by cosine over backbone table `similar` (track_id, rank,
             similar_id, score); only new tracks are computed in full when the known ones are unchanged."""
@@ -117,6 +120,7 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
 
     @dg.asset(group_name="serving", code_version=SERVING_CODE_VERSION, automation_condition=RERUN_WHEN_STALE,
               ins=similar_ins, deps=search_deps)
+    @retried_when_transient
     def serving_release(serving_recommendations: pl.DataFrame, tracks: pl.DataFrame, artists: pl.DataFrame,
                         interactions: pl.DataFrame, storage: StorageResource,
                         **similar_tracks: pl.DataFrame) -> dg.MaterializeResult:

@@ -7,12 +7,14 @@ from assets.automation import RERUN_WHEN_STALE
 from assets.experiment import Experiment
 from assets.placement import placement
 from assets.resources import StorageResource
+from assets.retries import retried_when_transient
 from recommenders.text_biencoder import FineTuneSettings
 from recommenders.text_retrieval import run_text_retrieval_experiment
 from recommenders.text_search import build_search_index
 
 
 @dg.asset(group_name="text_search", code_version="1", automation_condition=RERUN_WHEN_STALE)
+@retried_when_transient
 def search_index(tracks: pl.DataFrame, artists: pl.DataFrame, storage: StorageResource) -> dg.MaterializeResult:
     """Descriptor embeddings (tags + caption) of every track in a faiss index at storage/search/, with the
     bundled all-MiniLM-L6-v2: what `musicrec search "<text>"` queries."""
@@ -31,6 +33,7 @@ def build_text_retrieval_asset(experiment: Experiment) -> dg.AssetsDefinition:
     """`text_retrieval_results`, in the `gpu` pool where the experiment uses it."""
 
     @dg.asset(group_name="text_search", code_version="1", **placement(experiment.uses_gpu_pool()))
+    @retried_when_transient
     def text_retrieval_results(config: TextRetrievalConfig, tracks: pl.DataFrame,
                                storage: StorageResource) -> pl.DataFrame:
         """Recall/MRR/NDCG@10 with CIs over seeds for TF-IDF, pretrained and fine-tuned, on caption queries and

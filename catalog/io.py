@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 import polars as pl
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -48,11 +50,13 @@ def follow_umask(path: Path) -> None:
 
 @contextmanager
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success fsync it, give it the mode the umask gives new files and
-    rename it onto `target`, else delete it."""
+    """Yield a temp path beside `target` (`.<name>.pid<pid>.<random><suffix>.tmp`); on success fsync it, give it
+    the mode the umask gives new files and rename it onto `target`, else delete it. A process killed inside
+    leaves its temp file; `remove_orphan_temp_files` deletes it once that process is gone."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.pid{os.getpid()}.", suffix=suffix + ".tmp",
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -68,6 +72,21 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+TEMP_PID = re.compile(r"\.pid(\d+)\.")
+
+
+def remove_orphan_temp_files(root: str | Path) -> list[Path]:
+    """Delete the temp files under `root` that `atomic_path` left when its process was killed (the pid in the
+    name no longer runs); returns them. Temp files of live processes (a concurrent run) are kept."""
+    removed = []
+    for path in Path(root).rglob(".*.tmp"):
+        match = TEMP_PID.search(path.name)
+        if match and not psutil.pid_exists(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 # I/O errors that a second try may not meet (a network file system, a busy device): retried; any other error

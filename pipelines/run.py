@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.experiment import REPO_ROOT, Experiment
+from catalog.io import remove_orphan_temp_files
 from pipelines.definitions import MAIN_JOB, build_definitions
 from pipelines.recovery import pool_report, recover_dead_runs, run_tags, watching_pools
 from pipelines.staleness import STORAGE_TAG, outdated_assets
@@ -52,6 +53,9 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
     when everything was up to date). RuntimeError when a run fails."""
     defs = build_definitions(experiment)
     recover_dead_runs(instance, say)
+    orphans = remove_orphan_temp_files(experiment.storage) if experiment.storage.exists() else []
+    if orphans:
+        say(f"musicrec: removed {len(orphans)} temp file(s) left by killed runs, e.g. {orphans[0]}")
     for line in pool_report(instance):
         say(f"musicrec: {line}")
     tags = {**run_tags(), STORAGE_TAG: str(experiment.storage)}

@@ -1,6 +1,9 @@
-"""Fault injection: a run killed while embedding, a full disk, corrupt tables in storage and two runs at once
-lose nothing, leave nothing partial, and recompute nothing that was complete. (A run killed while training,
-holding the gpu slot, is in test_recovery.py.)"""
+"""Fault injection: a run killed while ingesting, embedding or writing its report, a full disk, a flaky disk,
+corrupt tables in storage and two runs at once lose nothing, leave nothing partial, and recompute nothing that
+was complete. (A run killed while training, holding the gpu slot, is in test_recovery.py.)
+
+The kills at ingest and report are placed exactly, not timed: a plugin module (the experiment file's
+`plugins`) wraps one function of the pipeline so that the run's process sends itself SIGKILL there."""
 from __future__ import annotations
 
 import errno
@@ -17,12 +20,13 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, make_folder_catalog, write_tone
 
+import assets.retries
 import catalog.io
 from assets.checks import build_embedding_check
 from assets.experiment import load_experiment
 from assets.resources import StorageResource
 from embedders.runner import embedding_files, read_backbone
-from pipelines.run import run_experiment
+from pipelines.run import instance_for, run_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +51,133 @@ def no_partial_files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.tmp")]
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without MUSICREC_/DAGSTER_ variables, plus `extra`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("MUSICREC_", "DAGSTER_"))}, **extra}
+
+
+def run_in_storage_instance(path: Path) -> set[str]:
+    """`run_experiment` on the Dagster instance the CLI uses (`<storage>/dagster`); the asset keys it
+    materialised."""
+    experiment = load_experiment(path)
+    try:
+        keys = run_experiment(experiment, instance_for(experiment), say=lambda _: None)
+    finally:
+        os.environ.pop("DAGSTER_HOME")
+    return {key.to_user_string() for key in keys}
+
+
+def killed_run(path: Path, tmp_path: Path, plugin: str) -> None:
+    """`musicrec run` of `path` with a plugin whose code (`plugin`) kills the run; asserts it died by SIGKILL."""
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    (tmp_path / "plugins" / "kill_here.py").write_text("import os\nimport signal\n\n\n" + plugin)
+    killer = path.with_name("killer.yaml")
+    killer.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "plugins": ["kill_here"]}))
+    victim = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(killer)], cwd=REPO_ROOT,
+                            env=clean_env(PYTHONPATH=str(tmp_path / "plugins")), capture_output=True, timeout=600)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.decode()[-2000:]
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_kill_while_ingesting_a_new_batch_keeps_the_catalog_and_redoes_only_the_new_batch(tmp_path):
+    path = experiment_file(tmp_path)
+    run_in_storage_instance(path)
+    tables, embedded = tmp_path / "out" / "tables", tmp_path / "out" / "embeddings" / "handcrafted"
+    tracks_before, embedded_before = (tables / "tracks.parquet").read_bytes(), mtimes(embedded)
+    for i in range(3):
+        write_tone(tmp_path / "music" / "b002" / f"tone{i}.wav", 300.0 + 200 * i)
+    killed_run(path, tmp_path, """import catalog.ingest
+
+real_probe = catalog.ingest.probe
+decoded = []
+
+
+def probe(path, known):
+    found, was_decoded = real_probe(path, known)
+    decoded.append(path) if was_decoded else None
+    if len(decoded) == 2:  # the second new file of the batch
+        os.kill(os.getpid(), signal.SIGKILL)
+    return found, was_decoded
+
+
+catalog.ingest.probe = probe
+""")
+    assert (tables / "tracks.parquet").read_bytes() == tracks_before  # the catalog is the last whole one
+    assert no_partial_files(tmp_path / "out") == []
+
+    rerun = run_in_storage_instance(path)
+    assert "report" in rerun  # (the embed job ran first: catalog and embeddings)
+    assert {p: m for p, m in mtimes(embedded).items() if p in embedded_before} == embedded_before  # not redone
+    assert {f"b002/tone{i}" for i in range(3)} <= set(read_backbone(embedded).ids)
+    assert no_partial_files(tmp_path / "out") == []
+
+
+def test_kill_while_writing_the_report_loses_nothing_and_reruns_only_the_report(tmp_path):
+    path = experiment_file(tmp_path)
+    killed_run(path, tmp_path, """import contextlib
+
+import assets.reports
+
+real_atomic_path = assets.reports.atomic_path
+
+
+@contextlib.contextmanager
+def atomic_path(target, suffix=""):
+    with real_atomic_path(target, suffix) as tmp:
+        yield tmp
+        if tmp.name.startswith(".report.md."):  # written whole, not yet renamed onto report.md
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+assets.reports.atomic_path = atomic_path
+""")
+    out = tmp_path / "out"
+    assert not (out / "reports" / "report.md").exists() and (out / "tables" / "metrics.parquet").exists()
+    orphans = no_partial_files(out)
+    assert len(orphans) == 1 and orphans[0].name.startswith(".report.md.pid")
+    models_before = mtimes(out / "models")
+
+    rerun = run_in_storage_instance(path)
+    assert "report" in rerun and not {k for k in rerun if not k.startswith(("report", "serving_"))}, rerun
+    assert mtimes(out / "models") == models_before
+    assert (out / "reports" / "report.md").exists() and no_partial_files(out) == []
+
+
+def test_a_flaky_disk_retries_the_step_and_bad_input_is_never_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets.retries, "STEP_RETRY_WAIT_S", 0.0)
+    path = experiment_file(tmp_path)
+    real_write, calls = catalog.io.pq.write_table, []
+
+    def flaky(*args, **kwargs):  # the first three writes fail: the I/O tries of one write are spent
+        calls.append(args[1])
+        if len(calls) <= 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(catalog.io.pq, "write_table", flaky)
+    instance = dg.DagsterInstance.ephemeral()
+    run_experiment(load_experiment(path), instance, say=lambda _: None)
+    events = [r.event_log_entry.dagster_event for r in instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_UP_FOR_RETRY))]
+    assert len(events) == 1 and len(calls) > 3
+
+    def bad_input(*args, **kwargs):
+        raise ValueError("row 3: not a track")
+
+    monkeypatch.setattr(catalog.io.pq, "write_table", bad_input)
+    write_tone(tmp_path / "music" / "b002" / "tone0.wav", 330.0)
+    with pytest.raises(RuntimeError, match="row 3: not a track"):
+        run_experiment(load_experiment(path), instance, say=lambda _: None)
+    assert len(instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_UP_FOR_RETRY))) == 1  # no new retry
+
+
 def test_kill_while_embedding_loses_nothing_and_redoes_only_unfinished_batches(tmp_path):
     path = experiment_file(tmp_path, batches=14, seconds=6.0)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MUSICREC_", "DAGSTER_"))}
-    victim = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(path)], cwd=REPO_ROOT, env=env,
+    victim = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(path)], cwd=REPO_ROOT, env=clean_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = tmp_path / "out" / "embeddings" / "handcrafted"
     deadline = time.monotonic() + 300
@@ -64,11 +191,7 @@ def test_kill_while_embedding_loses_nothing_and_redoes_only_unfinished_batches(t
     written = {track.split("/")[0] for track in read_backbone(folder).ids}  # every file so far reads whole
     assert written == {name.removesuffix(".parquet") for name in done}
 
-    os.environ["DAGSTER_HOME"] = str(tmp_path / "out" / "dagster")
-    try:
-        run_experiment(load_experiment(path), dg.DagsterInstance.get(), say=lambda _: None)
-    finally:
-        os.environ.pop("DAGSTER_HOME")
+    run_in_storage_instance(path)
     after = {p.name: p.stat().st_mtime_ns for p in embedding_files(folder)}
     assert len(after) == 14 and all(after[name] == mtime for name, mtime in done.items())  # not recomputed
     assert (tmp_path / "out" / "reports" / "report.md").exists() and no_partial_files(tmp_path / "out") == []

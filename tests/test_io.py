@@ -1,6 +1,9 @@
 """Atomic Parquet IO and the embedding tables."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 
 import numpy as np
@@ -14,6 +17,7 @@ from catalog.io import (
     read_embeddings,
     read_metadata,
     read_table,
+    remove_orphan_temp_files,
     write_embeddings,
     write_json,
     write_parquet,
@@ -190,3 +194,18 @@ def test_transient_io_errors_are_retried_and_nothing_else_is(tmp_path, monkeypat
     with pytest.raises(OSError, match="always"):
         write_parquet(pa.table({"x": [1]}), tmp_path / "c.parquet")
     assert len(calls) == 3  # gave up after 3 tries
+
+
+def test_temp_files_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    (tmp_path / "sub").mkdir()
+    orphan = tmp_path / "sub" / f".metrics.parquet.pid{dead_pid}.k2j4a_x9.tmp"
+    live = tmp_path / f".report.md.pid{os.getpid()}.abcd1234.tmp"
+    unrelated = tmp_path / ".notes.tmp"
+    for path in (orphan, live, unrelated):
+        path.write_text("partial")
+    with atomic_path(tmp_path / "x.parquet") as tmp:  # the names atomic_path gives carry its pid
+        assert f".pid{os.getpid()}." in tmp.name
+    assert remove_orphan_temp_files(tmp_path) == [orphan]
+    assert live.exists() and unrelated.exists() and not orphan.exists()
