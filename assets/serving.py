@@ -6,7 +6,10 @@
   table, new tracks included. Incremental: when only new tracks arrived (the vectors of known tracks are
   unchanged), the new tracks get full lists and the known tracks' lists are merged with their similarity to
   the new ones, instead of recomputing every row.
-- `serving_release`: publishes both, the catalog's track information, the histories and the vectors as one
+- `serving_similar_artists` (when the experiment runs the artist study): each artist's k most similar
+  artists from a GraphSAGE model trained on the whole artist graph, with the node features and the layer count
+  that scored best in the study (`recommenders.similar_artists`).
+- `serving_release`: publishes them, the catalog's track information, the histories and the vectors as one
   immutable release and switches `serving/CURRENT` to it (`serving.snapshot`), which `musicrec serve` picks up
   without a restart.
 """
@@ -22,8 +25,10 @@ from assets.resources import StorageResource
 from assets.retries import retried_when_transient
 from catalog.histories import histories_from
 from catalog.io import ItemVectors
+from catalog.olga import artist_features_from_tracks, random_features
 from embedders.runner import read_backbone
-from recommenders.index import VectorIndex
+from recommenders.index import VectorIndex, nearest
+from recommenders.similar_artists import best_layers, serving_graph, similar_artists
 from serving.snapshot import publish_release
 
 SERVING_CODE_VERSION = "1"
@@ -41,11 +46,9 @@ def ranked_table(lists: dict[str, list[tuple[str, float]]], key: str, item: str)
 
 def nearest_tracks(queries: ItemVectors, pool: ItemVectors, k: int) -> dict[str, list[tuple[str, float]]]:
     """Each query track's `k` nearest tracks of `pool` by cosine, itself excluded."""
-    if not queries.ids or not pool.ids:
+    if not pool.ids:
         return {track: [] for track in queries.ids}
-    index = VectorIndex(pool.ids, pool.matrix, normalize=True)
-    ids, scores = index.search(queries.matrix, k, exclude=[[t] for t in queries.ids])
-    return {track: list(zip(found, row[: len(found)].tolist())) for track, found, row in zip(queries.ids, ids, scores)}
+    return nearest(queries.ids, queries.matrix, VectorIndex(pool.ids, pool.matrix, normalize=True), k)
 
 
 def merge_similar(previous: pl.DataFrame, vectors: ItemVectors, k: int) -> pl.DataFrame | None:
@@ -113,7 +116,33 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
 
         assets.append(serving_similar_tracks)
 
-    similar_ins = {"serving_similar_tracks": dg.AssetIn("serving_similar_tracks")} if similar is not None else {}
+    if experiment.runs("artist_similarity"):
+        features = similar if similar is not None and similar != "random" else "random"
+
+        @dg.asset(group_name="serving", code_version=f"{SERVING_CODE_VERSION}:{features}:{k}",
+                  automation_condition=RERUN_WHEN_STALE,
+                  deps=[f"embeddings_{features}"] if features != "random" else [])
+        @retried_when_transient
+        def serving_similar_artists(context: dg.AssetExecutionContext, artists: pl.DataFrame,
+                                    artist_edges: pl.DataFrame, tracks: pl.DataFrame,
+                                    artist_similarity_demo: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
+            """Each artist's k most similar artists (artist_id, rank, similar_id, score: cosine of GraphSAGE
+            embeddings), node features from backbone table `features` pooled per artist."""
+            graph = serving_graph(artists, artist_edges)
+            if features == "random":
+                matrix = random_features(graph.num_nodes)
+            else:
+                matrix, _ = artist_features_from_tracks(graph.artist_ids, tracks,
+                                                        read_backbone(storage.path("embeddings", features)))
+            layers = best_layers(artist_similarity_demo, features)
+            context.log.info(f"serving: similar artists of {graph.num_nodes} artists, GraphSAGE with {layers} "
+                             f"layer(s) on {features} features")
+            return ranked_table(similar_artists(graph, matrix, layers, k), "artist_id", "similar_id")
+
+        assets.append(serving_similar_artists)
+
+    similar_ins = {name: dg.AssetIn(name) for name in ("serving_similar_tracks", "serving_similar_artists")
+                   if any(a.key.to_user_string() == name for a in assets)}
     search_deps = ["search_index"] if experiment.runs("text_search") else []
     similar_backbone = None if similar is None else {"name": experiment.backbone_class(similar).name,
                                                      "options": experiment.backbone_options(similar)}
@@ -123,15 +152,18 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
     @retried_when_transient
     def serving_release(serving_recommendations: pl.DataFrame, tracks: pl.DataFrame, artists: pl.DataFrame,
                         interactions: pl.DataFrame, storage: StorageResource,
-                        **similar_tracks: pl.DataFrame) -> dg.MaterializeResult:
+                        **similar_lists: pl.DataFrame) -> dg.MaterializeResult:
         """Publish the serving tables as a new release and make it the live one (serving/CURRENT)."""
         names = dict(zip(artists["artist_id"].to_list(), artists["name"].to_list()))
         track_info = tracks.select("track_id", "title", "artist_id", "audio_path", "tags").with_columns(
             pl.col("artist_id").replace_strict(names, default=pl.col("artist_id")).alias("artist"))
-        empty = pl.DataFrame(schema=SIMILAR_COLUMNS)
+        no_tracks = pl.DataFrame(schema=SIMILAR_COLUMNS)
+        no_artists = no_tracks.rename({"track_id": "artist_id"})
         tables = {"recommendations": serving_recommendations,
-                  "similar_tracks": similar_tracks.get("serving_similar_tracks", empty), "tracks": track_info,
-                  "histories": interactions.select("user_id", "track_id", "timestamp")}
+                  "similar_tracks": similar_lists.get("serving_similar_tracks", no_tracks), "tracks": track_info,
+                  "histories": interactions.select("user_id", "track_id", "timestamp"),
+                  "similar_artists": similar_lists.get("serving_similar_artists", no_artists),
+                  "artists": artists.select("artist_id", "name")}
         vectors = read_backbone(storage.path("embeddings", similar)) if similar is not None else None
         root = audio_root(experiment.catalog, storage)
         search = storage.path("search")

@@ -109,10 +109,11 @@ def republish(storage: Path) -> str:
     import polars as pl
 
     from catalog.io import read_embeddings
-    from serving.snapshot import TABLES, current_release, publish_release
+    from serving.snapshot import OPTIONAL_TABLES, TABLES, current_release, publish_release
 
     folder = current_release(storage)
-    tables = {name: pl.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+    tables = {name: pl.read_parquet(folder / f"{name}.parquet") for name in TABLES + OPTIONAL_TABLES
+              if (folder / f"{name}.parquet").exists()}
     vectors = read_embeddings(folder / "vectors.parquet") if (folder / "vectors.parquet").exists() else None
     manifest = {k: v for k, v in json.loads((folder / "manifest.json").read_text()).items()
                 if k not in ("release", "created")}

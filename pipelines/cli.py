@@ -7,6 +7,7 @@ status. To add a subcommand, write such a function and append it to `SUBCOMMANDS
     musicrec recommend USER [-k 10]              # a user's recommendations from the serving tables
     musicrec similar TRACK [-k 10]                # tracks like a catalog track
     musicrec similar --audio song.ogg [-k 10]     # tracks like an audio file (embedded with the serving backbone)
+    musicrec similar --artist ARTIST [-k 10]      # artists like an artist (GraphSAGE, when the artist study runs)
     musicrec search "calm solo piano, slow" -k 5
     musicrec serve [--host 127.0.0.1 --port 8000] # the same over HTTP, with a web page
 
@@ -128,16 +129,20 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 
 def run_similar(args: argparse.Namespace) -> int:
-    """Print the tracks most similar to a catalog track or to an audio file."""
+    """Print the tracks most similar to a catalog track or to an audio file, or the artists most similar to an
+    artist."""
     from serving.snapshot import UnknownId
 
-    if (args.track is None) == (args.audio is None):
-        print("musicrec similar: give a TRACK id or --audio FILE (one of them)", file=sys.stderr)
+    if sum(x is not None for x in (args.track, args.audio, args.artist)) != 1:
+        print("musicrec similar: give a TRACK id, --audio FILE or --artist ARTIST (one of them)", file=sys.stderr)
         return 2
     try:
         release = _release(args)
         if args.track is not None:
             print_hits(release.similar(args.track, args.k))
+        elif args.artist is not None:
+            for rank, hit in enumerate(release.similar_artists(args.artist, args.k), start=1):
+                print(f"{rank:>3}. {hit.score:7.3f}  {hit.name}  ({hit.artist_id})")
         else:
             from serving.audio_query import embed_file
 
@@ -182,6 +187,7 @@ def add_similar(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("similar", help="tracks similar to a catalog track or to an audio file")
     parser.add_argument("track", nargs="?", help="a track id of the catalog")
     parser.add_argument("--audio", type=Path, help="an audio file to embed with the serving backbone instead")
+    parser.add_argument("--artist", help="an artist id: the most similar artists instead (needs the artist study)")
     _lookup_options(parser)
     parser.set_defaults(handler=run_similar)
 

@@ -1,7 +1,11 @@
-"""One vector-index interface for serving top-k: exact inner product with faiss (`IndexFlatIP`).
+"""One vector-index interface for serving top-k: exact inner product over the vectors of a faiss `IndexFlatIP`.
 
-Cosine similarity = inner product of L2-normalised vectors; `VectorIndex.build(..., normalize=True)` does
-that. On a GPU machine with faiss-gpu installed (`make gpu`) the index moves to the GPU.
+Cosine similarity = inner product of L2-normalised vectors; `VectorIndex(..., normalize=True)` does that. On a
+GPU machine with faiss-gpu installed (`make gpu`) the index moves to the GPU and faiss searches it. On the CPU
+the scores are one BLAS product per batch of queries over faiss's own vector storage (no copy), each query's
+excluded rows set to -inf BEFORE the top-k, so the selection is k deep instead of k + the longest exclusion list
+that a faiss search followed by a filter needs (at 55k items, k 50 and 140-item histories, 1.3x the queries/s of
+faiss search + filter: benchmarks/anchor_topk.py).
 """
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from collections.abc import Sequence
 
 import faiss
 import numpy as np
+import torch
 
 
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -21,15 +26,22 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
 class VectorIndex:
     """Exact maximum-inner-product search over item vectors, with per-query exclusions (a user's history)."""
 
+    batch_queries: int = 512  # CPU path: queries scored per BLAS product, (batch, n_items) float32 at a time
+
     def __init__(self, ids: Sequence[str], matrix: np.ndarray, normalize: bool = True) -> None:
         self.ids = list(ids)
         self.normalize = normalize
         vectors = l2_normalize(matrix) if normalize else np.ascontiguousarray(matrix, dtype=np.float32)
         index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        # (n, dim) float32 view of the CPU index's storage, for the CPU search path; None on the GPU
+        self._vectors: torch.Tensor | None = torch.from_numpy(
+            faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+        ) if index.ntotal else torch.zeros(0, vectors.shape[1])
         if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
-        index.add(vectors)
+            self._vectors = None
         self.index = index
         self.position = {item: row for row, item in enumerate(self.ids)}
 
@@ -39,14 +51,54 @@ class VectorIndex:
         """Top-`k` ids and scores per query row, best first, skipping each query's `exclude` ids.
         queries: (n, dim) float32. Returns (ids per query, scores (n, <=k) with -inf padding)."""
         queries = l2_normalize(queries) if self.normalize else np.ascontiguousarray(queries, dtype=np.float32)
-        widest = max((len(e) for e in exclude), default=0) if exclude is not None else 0
-        depth = min(len(self.ids), k + widest)
+        position = self.position
+        excluded = [np.fromiter((position[i] for i in e if i in position), np.int64) for e in exclude] \
+            if exclude is not None else [np.zeros(0, np.int64)] * len(queries)
+        if self._vectors is None:
+            scores, rows = self._faiss_search(queries, k, excluded)
+        else:
+            scores, rows = self._blas_search(queries, k, excluded)
+        kept = np.isfinite(scores)
+        results = [[self.ids[r] for r in row[keep]] for row, keep in zip(rows.tolist(), kept)] \
+            if len(self.ids) else [[] for _ in range(len(queries))]
+        padded = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        padded[:, : scores.shape[1]] = np.where(kept, scores, -np.inf)
+        return results, padded
+
+    def _blas_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """CPU: scores (n, min(k, n_items)) float32, best first, excluded rows -inf; rows int64 alike."""
+        depth = min(k, len(self.ids))
+        scores = np.empty((len(queries), depth), np.float32)
+        rows = np.empty((len(queries), depth), np.int64)
+        for start in range(0, len(queries), self.batch_queries):
+            stop = min(start + self.batch_queries, len(queries))
+            batch = torch.from_numpy(queries[start:stop]) @ self._vectors.T
+            lengths = [len(e) for e in excluded[start:stop]]
+            if sum(lengths):
+                which = torch.from_numpy(np.repeat(np.arange(stop - start), lengths))
+                batch[which, torch.from_numpy(np.concatenate(excluded[start:stop]))] = float("-inf")
+            top = torch.topk(batch, depth, dim=1)
+            scores[start:stop], rows[start:stop] = top.values.numpy(), top.indices.numpy()
+        return scores, rows
+
+    def _faiss_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """GPU: faiss search k + the longest exclusion deep, then the excluded rows dropped (scores -inf, pushed
+        after the kept ones in order) and k kept."""
+        depth = min(len(self.ids), k + max((len(e) for e in excluded), default=0))
         scores, rows = self.index.search(queries, depth)
-        results: list[list[str]] = []
-        kept_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        for q in range(len(queries)):
-            skip = set(exclude[q]) if exclude is not None else set()
-            picked = [(self.ids[r], s) for r, s in zip(rows[q], scores[q]) if r >= 0 and self.ids[r] not in skip][:k]
-            results.append([item for item, _ in picked])
-            kept_scores[q, : len(picked)] = [s for _, s in picked]
-        return results, kept_scores
+        drop = rows < 0
+        for q, seen in enumerate(excluded):
+            if len(seen):
+                drop[q] |= np.isin(rows[q], seen)
+        order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # kept rows first, in faiss's order
+        scores = np.where(drop, -np.inf, scores).astype(np.float32)
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+
+
+def nearest(ids: Sequence[str], queries: np.ndarray, index: VectorIndex, k: int) -> dict[str, list[tuple[str, float]]]:
+    """Each query `ids[i]` (vector `queries[i]`, shape (n, dim)) -> its `k` nearest ids of `index` with their
+    scores, best first, the query's own id excluded."""
+    if not len(ids) or not index.ids:
+        return {item: [] for item in ids}
+    found, scores = index.search(queries, k, exclude=[[item] for item in ids])
+    return {item: list(zip(hits, row[: len(hits)].tolist())) for item, hits, row in zip(ids, found, scores)}

@@ -7,19 +7,23 @@ Endpoints (JSON; every error is {"error": message} with a fitting status, never 
 - GET  /api/similar/{track_id}?k=10     a catalog track's k most similar tracks
 - POST /api/similar?k=10                multipart file "audio": the k tracks nearest to the uploaded audio, embedded
                                         with the release's similar-tracks backbone
+- GET  /api/similar_artists/{artist_id}?k=10   an artist's k most similar artists (when the experiment runs
+                                        the artist study)
 - GET  /api/search?q=...&k=10           natural-language search (the release's text search index)
 - GET  /api/users?prefix=&limit=50, GET /api/users/{user_id}/history, GET /api/health
 - GET  /audio/{path}                    a file under the release's audio root (nothing else on disk)
 - GET  /                                the web page (static files under /static)
 
 Hot swap: a daemon thread reads `<storage>/serving/CURRENT` every `poll_seconds`; when it names a new release,
-the thread loads that release completely (plus the search index and audio backbone if the outgoing release had
-loaded them), then replaces one reference. A request reads that reference once, at its start, and answers from
-that release throughout: requests in flight finish on the release they began with, none fails during a swap.
-Models load at most once per release, on first use (or during the swap, as above), never per request.
+the thread loads that release completely (and has the search worker load its index), then replaces one
+reference. A request reads that reference once, at its start, and answers from that release throughout:
+requests in flight finish on the release they began with, none fails during a swap.
+Models run in worker processes (`serving.model_worker`), loaded at most once per release, never per request;
+lookups (recommend, similar by id, users) are in-memory and answered on the event loop.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
@@ -29,20 +33,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from embedders.base import Backbone
-from recommenders.text_search import TextSearchIndex
-from serving.audio_query import create_backbone, embed_with
-from serving.snapshot import Hit, ServingRelease, UnknownId, current_release, load_current
+from serving.model_worker import ModelWorkers
+from serving.snapshot import FeatureMissing, Hit, ServingRelease, UnknownId, current_release, load_current
 
 log = logging.getLogger(__name__)
 
@@ -55,57 +59,50 @@ CHUNK_BYTES = 2**20  # upload copy chunk, bytes
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"list length, 1..{MAX_K}")]
 UserId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS)]
 TrackId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS)]
-
-
-class FeatureMissing(LookupError):
-    """The release lacks what an endpoint needs (search index, audio backbone, track vectors, audio root): 404."""
+ArtistId = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_CHARS)]
 
 
 class Served:
-    """One release plus the models it loads on first use: the text search index and the audio backbone."""
+    """One release and what its model calls need: the search index folder and the audio backbone, both run
+    in the model workers (`serving.model_worker`)."""
 
-    def __init__(self, release: ServingRelease) -> None:
+    def __init__(self, release: ServingRelease, workers: ModelWorkers) -> None:
         self.release = release
-        self._search: TextSearchIndex | None = None
-        self._backbone: Backbone | None = None
-        self._search_lock = threading.Lock()
-        self._backbone_lock = threading.Lock()
-        self.embed_lock = threading.Lock()  # one upload decoded and embedded at a time: bounds memory
+        self.workers = workers
 
-    def search_index(self) -> TextSearchIndex:
-        """The release's text search index, loaded once."""
-        if self._search is None:
-            with self._search_lock:
-                if self._search is None:
-                    folder = self.release.manifest.get("search_index")
-                    if not folder:
-                        raise FeatureMissing(f"release {self.release.name} has no text search index")
-                    self._search = TextSearchIndex.load(folder)
-        return self._search
+    def search_folder(self) -> str:
+        folder = self.release.manifest.get("search_index")
+        if not folder:
+            raise FeatureMissing(f"release {self.release.name} has no text search index")
+        return folder
 
-    def backbone(self) -> Backbone:
-        """The release's similar-tracks backbone (manifest "similar_backbone"), constructed once."""
-        if self._backbone is None:
-            with self._backbone_lock:
-                if self._backbone is None:
-                    if self.release.vectors is None:
-                        raise FeatureMissing(f"release {self.release.name} has no track vectors: "
-                                             "similar-by-audio is unavailable")
-                    try:
-                        self._backbone = create_backbone(self.release.manifest)
-                    except LookupError as exc:
-                        raise FeatureMissing(f"release {self.release.name}: similar-by-audio is unavailable: "
-                                             f"{exc.args[0]}") from None
-        return self._backbone
+    def backbone_spec(self) -> dict:
+        """The release's similar-tracks backbone (manifest "similar_backbone": name and options)."""
+        if self.release.vectors is None:
+            raise FeatureMissing(f"release {self.release.name} has no track vectors: similar-by-audio is unavailable")
+        spec = self.release.manifest.get("similar_backbone")
+        if not spec:
+            raise FeatureMissing(f"release {self.release.name}: similar-by-audio is unavailable: it has no content "
+                                 "backbone to embed audio with (serve.similar)")
+        return spec
 
-    def warm(self, previous: Served) -> None:
-        """Load now the models `previous` had loaded, so that the first requests after a swap do not wait."""
-        if previous._search is not None:
-            with contextlib.suppress(FeatureMissing):
-                self.search_index()
-        if previous._backbone is not None:
-            with contextlib.suppress(FeatureMissing):
-                self.backbone()
+    async def search(self, text: str, k: int) -> list[tuple[str, float]]:
+        """[(track_id, cosine score)], best first."""
+        return await asyncio.wrap_future(self.workers.search(self.search_folder(), text, k))
+
+    async def embed(self, path: str) -> np.ndarray:
+        """The backbone's float32 (dim,) vector of an audio file."""
+        try:
+            return await asyncio.wrap_future(self.workers.embed(self.backbone_spec(), path))
+        except LookupError as exc:  # a backbone that reads no audio (KeyError, UnknownId are not raised here)
+            raise FeatureMissing(f"release {self.release.name}: similar-by-audio is unavailable: "
+                                 f"{exc.args[0]}") from None
+
+    def warm(self) -> None:
+        """Have the workers load this release's search index now (not waiting for it), so that the first
+        searches after a start or a swap do not wait."""
+        with contextlib.suppress(FeatureMissing):
+            self.workers.search(self.search_folder(), "warm up", 1)
 
 
 class LiveRelease:
@@ -114,12 +111,14 @@ class LiveRelease:
     def __init__(self, storage: str | Path, poll_seconds: float) -> None:
         self.storage = Path(storage)
         self.poll_seconds = poll_seconds
-        self.served = Served(load_current(storage))
+        self.workers = ModelWorkers()
+        self.served = Served(load_current(storage), self.workers)
         self._folder = self.served.release.folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self.served.warm()
         self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
         self._thread.start()
 
@@ -127,6 +126,7 @@ class LiveRelease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self.workers.close()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -140,8 +140,8 @@ class LiveRelease:
             if folder is None or folder == self._folder:
                 return
             self._folder = folder
-            fresh = Served(ServingRelease(folder))
-            fresh.warm(self.served)
+            fresh = Served(ServingRelease(folder), self.workers)
+            fresh.warm()
         except Exception:  # noqa: BLE001 — a bad release or unreadable storage must not stop the watcher
             log.exception("release watcher: reading or loading a new release failed; still serving %s",
                           self.served.release.name)
@@ -237,7 +237,7 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
 
-    # In-memory lookups (microseconds) run on the event loop; model calls (search, upload) in the thread pool.
+    # In-memory lookups (microseconds) run on the event loop; model calls (search, upload) in the model workers.
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
         """The live release and the system it serves."""
@@ -256,33 +256,39 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
         release = live.served.release
         return {"track_id": track_id, "release": release.name, "items": _items(release.similar(track_id, k))}
 
+    @app.get("/api/similar_artists/{artist_id:path}")
+    async def similar_artists(artist_id: ArtistId, k: K = 10) -> dict[str, Any]:
+        """The `k` artists most similar to an artist (GraphSAGE over the artist graph)."""
+        release = live.served.release
+        return {"artist_id": artist_id, "release": release.name,
+                "items": [hit.as_dict() for hit in release.similar_artists(artist_id, k)]}
+
     @app.post("/api/similar")
-    def similar_to_audio(
+    async def similar_to_audio(
         audio: Annotated[UploadFile, File(description="an audio file (any format libsndfile reads)")], k: K = 10,
     ) -> dict[str, Any]:
         """The `k` catalog tracks nearest (cosine) to an uploaded audio file; only its first 600 s are decoded
         (`serving.audio_query.MAX_SECONDS`)."""
         served = live.served
-        backbone = served.backbone()
+        served.backbone_spec()  # FeatureMissing before the upload is copied
         name = Path(audio.filename or "upload").name
         suffix = Path(name).suffix if Path(name).suffix[1:].isalnum() else ""
         with tempfile.NamedTemporaryFile(prefix="musicrec-upload-", suffix=suffix) as tmp:
-            shutil.copyfileobj(audio.file, tmp, CHUNK_BYTES)
+            await run_in_threadpool(shutil.copyfileobj, audio.file, tmp, CHUNK_BYTES)
             tmp.flush()
-            with served.embed_lock:
-                try:
-                    vector = embed_with(backbone, tmp.name)
-                except ValueError as exc:  # AudioDecodeError, or a non-finite vector
-                    raise HTTPException(422, str(exc).replace(tmp.name, name)) from None
+            try:
+                vector = await served.embed(tmp.name)
+            except ValueError as exc:  # AudioDecodeError, or a non-finite vector
+                raise HTTPException(422, str(exc).replace(tmp.name, name)) from None
         return {"release": served.release.name, "items": _items(served.release.similar_to_vector(vector, k))}
 
     @app.get("/api/search")
-    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)], k: K = 10) -> dict[str, Any]:
+    async def search(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)], k: K = 10) -> dict[str, Any]:
         """The `k` tracks whose tags and caption best match the text `q` (cosine score)."""
         if not q.strip():
             raise HTTPException(422, "q: the query is blank")
         served = live.served
-        hits = served.release.hits(served.search_index().search(q, k))
+        hits = served.release.hits(await served.search(q, k))
         return {"query": q, "release": served.release.name, "items": _items(hits)}
 
     @app.get("/api/users")

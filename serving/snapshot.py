@@ -5,7 +5,9 @@ Layout under `<storage>/serving/`:
 - `releases/<release>/`: `recommendations.parquet` (user_id, rank, track_id, score: each user's top k),
   `similar_tracks.parquet` (track_id, rank, similar_id, score: each track's k nearest tracks by cosine),
   `tracks.parquet` (track_id, title, artist_id, artist, audio_path, tags), `histories.parquet` (user_id,
-  track_id, timestamp), `vectors.parquet` (the similar-tracks backbone table: track_id, embedding),
+  track_id, timestamp), `similar_artists.parquet` (artist_id, rank, similar_id, score: each artist's k most
+  similar artists; optional), `artists.parquet` (artist_id, name; optional),
+  `vectors.parquet` (the similar-tracks backbone table: track_id, embedding),
   `manifest.json` (experiment, recommender, backbone, similar table and its backbone class and options, k,
   audio root, search index folder, created).
 - `CURRENT`: the name of the live release, replaced atomically after the release folder is complete, so a
@@ -32,6 +34,7 @@ SERVING = "serving"
 CURRENT = "CURRENT"
 KEEP_RELEASES = 3
 TABLES = ("recommendations", "similar_tracks", "tracks", "histories")
+OPTIONAL_TABLES = ("similar_artists", "artists")
 
 
 class UnknownId(KeyError):
@@ -60,11 +63,12 @@ def current_release(storage: str | Path) -> Path | None:
 
 def publish_release(storage: str | Path, tables: dict[str, pl.DataFrame], vectors: ItemVectors | None,
                     manifest: dict) -> Path:
-    """Write a new release folder (tables, vectors, manifest), then point CURRENT at it; returns the folder."""
+    """Write a new release folder (the `TABLES`, those of `OPTIONAL_TABLES` given, vectors, manifest), then
+    point CURRENT at it; returns the folder."""
     created = datetime.now(UTC)
     name = created.strftime("%Y%m%dT%H%M%S%fZ")
     folder = serving_root(storage) / "releases" / name
-    for table_name in TABLES:
+    for table_name in TABLES + tuple(t for t in OPTIONAL_TABLES if t in tables):
         write_parquet(tables[table_name].to_arrow(), folder / f"{table_name}.parquet")
     if vectors is not None:
         write_embeddings(vectors, folder / "vectors.parquet", {})
@@ -91,6 +95,23 @@ class Hit:
     def as_dict(self) -> dict:
         return {"track_id": self.track_id, "score": round(self.score, 6), "title": self.title,
                 "artist": self.artist, "audio_path": self.audio_path, "tags": list(self.tags)}
+
+
+class FeatureMissing(LookupError):
+    """The release lacks what a lookup needs (search index, audio backbone, track vectors, audio root, similar
+    artists); the HTTP API answers 404."""
+
+
+@dataclass(frozen=True)
+class ArtistHit:
+    """One similar artist: its id, name and cosine score."""
+
+    artist_id: str
+    name: str
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"artist_id": self.artist_id, "name": self.name, "score": round(self.score, 6)}
 
 
 class _Lists:
@@ -128,6 +149,12 @@ class ServingRelease:
         grouped = histories.group_by("user_id", maintain_order=True).agg(pl.col("track_id"))
         self.histories = dict(zip(grouped["user_id"].to_list(), grouped["track_id"].to_list()))
         self.user_ids = sorted(self.histories)
+        artists = folder / "artists.parquet"  # releases published before similar artists have neither table
+        self.artist_names = (dict(pl.read_parquet(artists).select("artist_id", "name").iter_rows())
+                             if artists.exists() else {})
+        similar_artists = folder / "similar_artists.parquet"
+        self.similar_artist_lists = (_Lists(pl.read_parquet(similar_artists), "artist_id", "similar_id")
+                                     if similar_artists.exists() else None)
         vectors = folder / "vectors.parquet"
         self.vectors = read_embeddings(vectors) if vectors.exists() else None
         self._index: VectorIndex | None = None
@@ -161,6 +188,15 @@ class ServingRelease:
         if pairs is None:
             raise self._unknown("track", track_id, list(self.track_rows))
         return self.hits(pairs)
+
+    def similar_artists(self, artist_id: str, k: int) -> list[ArtistHit]:
+        """The `k` artists most similar to an artist (GraphSAGE over the artist graph)."""
+        if not self.similar_artist_lists or not self.similar_artist_lists.rows:
+            raise FeatureMissing(f"release {self.name} has no similar artists (the experiment runs no artist study)")
+        pairs = self.similar_artist_lists.get(artist_id, k)
+        if pairs is None:
+            raise self._unknown("artist", artist_id, list(self.artist_names))
+        return [ArtistHit(other, self.artist_names.get(other) or other, float(score)) for other, score in pairs]
 
     def similar_to_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The `k` catalog tracks nearest (cosine) to a vector of the similar-tracks backbone, shape (dim,)."""

@@ -11,6 +11,7 @@ from conftest import copy_catalog, demo_experiment
 from catalog.io import read_metadata, read_table
 from embedders.runner import embedding_files, read_backbone
 from pipelines.definitions import MAIN_JOB, build_definitions
+from serving.snapshot import UnknownId, load_current
 
 pytestmark = pytest.mark.slow
 BATCHES = ["b000", "b001"]
@@ -106,3 +107,16 @@ def test_second_run_embeds_nothing(pipeline):
         assert (meta["embedded_batches"], meta["skipped_batches"], meta["removed_batches"]) == ([], BATCHES, [])
     assert sorted((root / "embeddings").rglob("*.parquet")) == files
     assert {p: p.stat().st_mtime_ns for p in files} == mtimes
+
+
+def test_release_serves_similar_artists_from_the_artist_study(pipeline, tiny_catalog):
+    root, _, _, _ = pipeline
+    release = load_current(root)
+    artists = read_table(root / "catalog" / "demo" / "artists.parquet", "artists")
+    first = artists["artist_id"][0]
+    hits = release.similar_artists(first, 3)
+    assert len(hits) == 3 and first not in {h.artist_id for h in hits}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.name for h in hits} <= set(artists["name"].to_list())
+    with pytest.raises(UnknownId, match="unknown artist"):
+        release.similar_artists(first + "x", 3)

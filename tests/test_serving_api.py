@@ -195,6 +195,11 @@ def publish_test_release(folder: Path) -> dict:
     vectors = embed_tracks(HandcraftedEmbedder(), tracks, audio_root).vectors
     search = build_search_index(tracks, None, folder / "search", artists)
     tables = release_tables(tracks, vectors.ids, vectors.matrix, RECOMMENDATIONS)
+    ids = artists["artist_id"].to_list()  # each artist's similar artists: the others, in catalog order
+    tables["similar_artists"] = pl.DataFrame(
+        [{"artist_id": a, "rank": r + 1, "similar_id": b, "score": 0.9 - r / 10}
+         for a in ids for r, b in enumerate(x for x in ids if x != a)])
+    tables["artists"] = artists
     storage = folder / "storage"
     published = publish_release(storage, tables, vectors, manifest(audio_root, search))
     outside = folder / "secret.txt"
@@ -235,6 +240,18 @@ def test_recommend_and_similar_match_the_tables(server, release):
         assert [i["track_id"] for i in body["items"]] == _table_ids(similar, "track_id", track_id, "similar_id")
         expected = similar.filter(pl.col("track_id") == track_id).sort("rank")["score"].to_list()
         assert [i["score"] for i in body["items"]] == pytest.approx(expected, abs=1e-5)
+
+
+def test_similar_artists_match_the_table_and_unknown_artists_get_the_closest(server, release):
+    table = release["tables"]["similar_artists"]
+    first = table["artist_id"][0]
+    status, body = get(server, f"/api/similar_artists/{first}?k=1")
+    assert status == 200 and body["artist_id"] == first and body["release"] == release["name"]
+    top = table.filter((pl.col("artist_id") == first) & (pl.col("rank") == 1)).row(0, named=True)
+    names = dict(release["tables"]["artists"].iter_rows())
+    assert body["items"] == [{"artist_id": top["similar_id"], "name": names[top["similar_id"]], "score": 0.9}]
+    status, body = get(server, f"/api/similar_artists/{first}zz")
+    assert status == 404 and body["error"] == f"unknown artist '{first}zz'; closest known: {first}"
 
 
 def test_users_history_and_health(server, release):
