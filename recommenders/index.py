@@ -58,9 +58,9 @@ class VectorIndex:
             scores, rows = self._faiss_search(queries, k, excluded)
         else:
             scores, rows = self._blas_search(queries, k, excluded)
-        kept = np.isfinite(scores)
-        results = [[self.ids[r] for r in row[keep]] for row, keep in zip(rows.tolist(), kept)] \
-            if len(self.ids) else [[] for _ in range(len(queries))]
+        kept = np.isfinite(scores)  # kept rows come first in both paths
+        ids = self.ids
+        results = [[ids[r] for r in row[:count]] for row, count in zip(rows.tolist(), kept.sum(1).tolist())]
         padded = np.full((len(queries), k), -np.inf, dtype=np.float32)
         padded[:, : scores.shape[1]] = np.where(kept, scores, -np.inf)
         return results, padded
