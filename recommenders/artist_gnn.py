@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch_geometric.nn import SAGEConv
-from torch_geometric.utils import subgraph, to_torch_csr_tensor
+from torch_geometric.utils import subgraph
 
 from catalog.io import atomic_path, write_json
 from catalog.olga import ArtistGraph, resolve_features
@@ -48,15 +48,55 @@ class ArtistGNNConfig:
     seed: int = 0
 
 
-def adjacency(edges: np.ndarray, num_nodes: int) -> torch.Tensor:
-    """Undirected edges (2, E), each once -> symmetric sparse CSR adjacency (num_nodes, num_nodes) for SAGEConv
-    (CSR mean aggregation is about twice as fast on CPU as scatter over an edge_index)."""
-    return to_torch_csr_tensor(both_directions(edges), size=(num_nodes, num_nodes))
+@dataclass(frozen=True)
+class MeanAdjacency:
+    """Mean aggregation over in-neighbours as two sparse CSR matrices float32 (n, n): `matrix` (row i holds
+    1/deg(i) at each in-neighbour of node i, so `matrix @ x` is SAGEConv's mean aggregation) and its transpose,
+    kept so that the backward pass is one more sparse-dense product (torch's own CSR `reduce="mean"` backward
+    sorts the edges at every call). A node without in-neighbours aggregates to zeros, as in SAGEConv."""
+
+    matrix: torch.Tensor
+    transposed: torch.Tensor
+
+    @classmethod
+    def from_edge_index(cls, edge_index: torch.Tensor, num_nodes: int) -> "MeanAdjacency":
+        """edge_index: int64 (2, E) directed edges source -> target (PyG's convention), each pair once."""
+        source, target = edge_index
+        weight = 1.0 / torch.bincount(target, minlength=num_nodes).clamp(min=1).float()[target]
+
+        def csr(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), weight, (num_nodes, num_nodes))
+            return coo.coalesce().to_sparse_csr()
+
+        return cls(csr(target, source), csr(source, target))
+
+
+class _MeanAggregate(torch.autograd.Function):
+    """x float (n, d) -> mean of each node's in-neighbours' rows (n, d), gradient through the stored transpose."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, adjacency: MeanAdjacency) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return torch.sparse.mm(adjacency.matrix, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.sparse.mm(ctx.adjacency.transposed, grad.contiguous()), None
+
+
+def adjacency(edges: np.ndarray, num_nodes: int) -> MeanAdjacency:
+    """Undirected edges (2, E), each once -> the mean-aggregation operator of the symmetric graph, the fast
+    graph argument of `ArtistGNN` (same output as SAGEConv's scatter-mean over an edge_index)."""
+    return MeanAdjacency.from_edge_index(both_directions(edges), num_nodes)
 
 
 class ArtistGNN(nn.Module):
-    """Maps node features float (n, in_dim) and a graph (an edge_index (2, E) or a sparse adjacency (n, n)) to
-    embeddings float (n, out_dim), of unit L2 norm when `normalize`."""
+    """Maps node features float (n, in_dim) and a graph (a `MeanAdjacency`, or an edge_index (2, E), which takes
+    PyG's own scatter path) to embeddings float (n, out_dim), of unit L2 norm when `normalize`.
+
+    The SAGEConv modules hold the weights (so saved models keep PyG's parameter names); with a `MeanAdjacency`
+    each layer is one sparse product for the aggregation and one dense product for lin_l and lin_r together:
+    [mean(h) | h] @ [W_l | W_r]^T + b_l, the same arithmetic as SAGEConv(aggr="mean")."""
 
     def __init__(self, in_dim: int, layers: int = 3, hidden: int = 256, out_dim: int = 100, normalize: bool = True):
         super().__init__()
@@ -66,10 +106,15 @@ class ArtistGNN(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
-    def forward(self, x: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, graph: MeanAdjacency | torch.Tensor) -> torch.Tensor:
         x = self.encoder(x)
         for conv, norm in zip(self.convs, self.norms):
-            x = F.relu(norm(conv(x, graph)))
+            if isinstance(graph, MeanAdjacency):
+                weight = torch.cat([conv.lin_l.weight, conv.lin_r.weight], dim=1)
+                x = torch.addmm(conv.lin_l.bias, torch.cat([_MeanAggregate.apply(x, graph), x], dim=1), weight.t())
+            else:
+                x = conv(x, graph)
+            x = F.relu(norm(x))
         x = self.head(x)
         return F.normalize(x, dim=-1) if self.normalize else x
 
@@ -149,7 +194,7 @@ def train_artist_gnn(
     train_edges, _ = subgraph(train_nodes, both_directions(message_passing_edges(graph, "train")),
                               relabel_nodes=True, num_nodes=graph.num_nodes)
     x_train = x_all[train_nodes]
-    train_adjacency = to_torch_csr_tensor(train_edges, size=(len(train_nodes), len(train_nodes)))
+    train_adjacency = MeanAdjacency.from_edge_index(train_edges, len(train_nodes))
     anchor, positive = train_edges  # both directions: two triplets per undirected edge
     model = ArtistGNN(config.in_dim, config.layers, config.hidden, config.out_dim, config.normalize)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -161,7 +206,9 @@ def train_artist_gnn(
         optimizer.zero_grad()
         z = model(x_train, train_adjacency)
         negative = torch.randint(len(train_nodes), anchor.shape, generator=sampler)
-        loss = F.triplet_margin_loss(z[anchor], z[positive], z[negative], margin=config.margin, p=2)
+        # index_select: its backward is index_add_, where z[...]'s (index_put_ with accumulate) sorts the indices
+        loss = F.triplet_margin_loss(z.index_select(0, anchor), z.index_select(0, positive),
+                                     z.index_select(0, negative), margin=config.margin, p=2)
         loss.backward()
         optimizer.step()
         validate = epoch % config.eval_every == 0 or epoch == config.epochs
