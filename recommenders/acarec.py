@@ -59,6 +59,7 @@ from recommenders.training import (
     TrainedScorer,
     TrainingOptions,
     Validation,
+    adam,
     align_items,
     load_checkpoint,
     save_checkpoint,
@@ -255,7 +256,7 @@ class AcaRec(TrainedScorer):
                 loss = loss + self.options.rank_weight * nn.functional.cross_entropy(logits, targets)
             return loss, len(rows)
 
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
+        optimizer = adam(self.net.parameters(), self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, self._evaluator(validation, new),
                                  LoopSettings(self.options.max_epochs, self.options.patience, "tracks"))
         return self

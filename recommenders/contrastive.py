@@ -27,6 +27,7 @@ from recommenders.training import (
     TrainedScorer,
     TrainingOptions,
     Validation,
+    adam,
     align_items,
     load_checkpoint,
     save_checkpoint,
@@ -69,6 +70,7 @@ class Contrastive(TrainedScorer):
     """Contrastive two-tower model; CF factors are rank-`cf_dim` linear-autoencoder factors of the training plays."""
 
     name = "contrastive"
+    version = "2"  # fused Adam; validation on a bounded sample of users
     ranks_new_tracks = True  # the audio tower embeds new tracks
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -109,7 +111,7 @@ class Contrastive(TrainedScorer):
 
         evaluate = None if validation is None else (
             lambda: validation_metric(self.recommend, validation, self.options.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
+        optimizer = adam(self.net.parameters(), self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
                                  LoopSettings(self.options.max_epochs, self.options.patience, "items"))
         return self

@@ -4,6 +4,10 @@ A = row-normalise(MLP(audio)) of shape (n_items, dim); training minimises ELSA's
 (`layers.elsa_loss`) over users' binary histories, as `recommenders.elsa` does with a free factor table.
 Scores are x A Aᵀ (history is filtered), so a new track is scored as soon as its audio vector is known
 (`add_items`): cold start works by construction.
+
+Training cost: a step runs the tower once over every item (the loss needs Aᵀ A over all of them) and reads
+each user's history as a bag of item rows (`layers.elsa_loss_bags`): no (users × items) matrix is built, in
+training or in scoring.
 """
 from __future__ import annotations
 
@@ -18,18 +22,19 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
-from recommenders.layers import Tower, elsa_loss, multi_hot
+from recommenders.cf import interaction_matrix
+from recommenders.layers import Bags, Tower, elsa_loss_bags
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
     TrainingOptions,
     Validation,
+    adam,
     align_items,
     load_checkpoint,
     save_checkpoint,
     seed_everything,
     train_loop,
-    user_sequences,
     validation_metric,
 )
 
@@ -47,12 +52,12 @@ class HybridNet(nn.Module):
         return nn.functional.normalize(self.tower(self.audio), dim=-1)
 
 
-
 @register_recommender
 class Hybrid(TrainedScorer):
     """ELSA-style hybrid; early stopping on validation NDCG@`eval_k`."""
 
     name = "hybrid"
+    version = "2"  # sparse ELSA loss (same objective), fused Adam
     ranks_new_tracks = True  # item factors are an MLP of the audio vector
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -71,21 +76,20 @@ class Hybrid(TrainedScorer):
         self.net = HybridNet(audio, self.options.hidden, self.options.dim)
         self.net.tower.set_statistics(audio)
         self.net.to(self.device)
-        _, sequences = user_sequences(train, self.item_ids)
-        n_items = len(self.item_ids)
+        _, plays = interaction_matrix(train, self.item_ids)  # binary users × items CSR
 
-        def batches(epoch: int) -> Iterator[torch.Tensor]:
-            order = np.random.default_rng([self.options.seed, epoch]).permutation(len(sequences))
+        def batches(epoch: int) -> Iterator[Bags]:
+            order = np.random.default_rng([self.options.seed, epoch]).permutation(plays.shape[0])
             for start in range(0, len(order), self.options.batch_size):
-                yield multi_hot([sequences[i] for i in order[start:start + self.options.batch_size]], n_items,
-                                self.device)
+                yield Bags.from_csr(plays.indptr, plays.indices, order[start:start + self.options.batch_size],
+                                    self.device)
 
-        def step(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-            return elsa_loss(x, self.net.factors()), len(x)
+        def step(x: Bags) -> tuple[torch.Tensor, int]:
+            return elsa_loss_bags(x, self.net.factors()), len(x.counts)
 
         evaluate = None if validation is None else (
             lambda: validation_metric(self.recommend, validation, self.options.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
+        optimizer = adam(self.net.parameters(), self.options.lr)
         self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
                                  LoopSettings(self.options.max_epochs, self.options.patience, "users"))
         return self
@@ -97,7 +101,7 @@ class Hybrid(TrainedScorer):
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
         net = self._require_net()
         a = net.factors()
-        return (multi_hot(rows, len(self.item_ids), self.device) @ a) @ a.T
+        return Bags.from_rows(rows, len(self.item_ids), self.device, unique=True).sums(a) @ a.T
 
     def save(self, folder: str | Path) -> Path:
         config = self.checkpoint_config(item_ids=self.item_ids)

@@ -1,5 +1,13 @@
 """The shallow audio recommender: frozen item vectors, trainable user vectors, one shared Linear+ReLU, cosine
 scores, trained with a hinge loss against sampled negatives (the published model, user sampling fixed).
+
+Training cost. A step takes `batch_size` (user, played track) pairs, grouped into runs of up to
+`pairs_per_user` pairs of one user (the runs of all users shuffled, each user's pairs shuffled first), and
+draws a pool of `negative_pool` tracks uniformly without replacement; each pair's `negatives` negatives are
+drawn uniformly from the pool, so every negative is still a uniform draw over the tracks. The shared head then
+transforms each distinct user and track of the step once (its users, and the union of its positives and
+the pool), not once per pair and negative: at the journal size (4.3M pairs, 21k users, 52k tracks, 200-d)
+about 0.9 head rows per pair instead of 22.
 """
 from __future__ import annotations
 
@@ -15,11 +23,13 @@ from torch import nn
 
 from catalog.io import ItemVectors
 from recommenders.base import register_recommender
+from recommenders.layers import Bags, mean_profiles
 from recommenders.training import (
     LoopSettings,
     TrainedScorer,
     TrainingOptions,
     Validation,
+    adam,
     align_items,
     load_checkpoint,
     save_checkpoint,
@@ -28,6 +38,20 @@ from recommenders.training import (
     user_sequences,
     validation_metric,
 )
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """One step's pairs: `users` (U,) distinct user rows and `tracks` (T,) distinct track rows (positives and
+    the negative pool); per pair (P pairs) `pair_user` (P,) into users, `pair_track` (P,) into tracks, and
+    `negatives` (P, n_neg) into `pool` (n_pool,), itself positions into tracks. All long tensors."""
+
+    users: torch.Tensor
+    tracks: torch.Tensor
+    pair_user: torch.Tensor
+    pair_track: torch.Tensor
+    pool: torch.Tensor
+    negatives: torch.Tensor
 
 
 class ShallowNet(nn.Module):
@@ -46,13 +70,27 @@ class ShallowNet(nn.Module):
         """(b, dim) → unit-norm (b, out_dim)."""
         return nn.functional.normalize(self.head(vectors), dim=-1)
 
-    def hinge_loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
-                   margin: float) -> torch.Tensor:
-        """Mean of max(0, margin − s(u, p) + s(u, n)); users, positives (b,), negatives (b, n_neg) rows."""
-        u = self.embed(self.users[users])
-        pos = (u * self.embed(self.items[positives])).sum(-1)
-        neg = torch.einsum("bd,bnd->bn", u, self.embed(self.items[negatives]))
+    def hinge_loss(self, batch: PairBatch, margin: float) -> torch.Tensor:
+        """Mean over pairs and their negatives of max(0, margin − s(u, p) + s(u, n)); each distinct user and
+        track of the batch goes through the head once."""
+        u = self.embed(self.users[batch.users])  # (U, out)
+        v = self.embed(self.items[batch.tracks])  # (T, out)
+        pos = (u[batch.pair_user] * v[batch.pair_track]).sum(-1)  # (P,)
+        pool_scores = u @ v[batch.pool].T  # (U, n_pool)
+        neg = pool_scores[batch.pair_user[:, None], batch.negatives]  # (P, n_neg)
         return torch.relu(margin - pos[:, None] + neg).mean()
+
+
+def pair_order(user_col: np.ndarray, run: int, rng: np.random.Generator) -> np.ndarray:
+    """An epoch's order of the pairs (`user_col` (n,) sorted user rows): each user's pairs shuffled and cut
+    into runs of up to `run` pairs, the runs of all users in random order. Vectorised (no loop over users)."""
+    n = len(user_col)
+    within = np.lexsort((rng.random(n), user_col))  # grouped by user (ascending), shuffled within
+    first = np.searchsorted(user_col, user_col)  # index of each user's first pair (user_col is sorted)
+    position = np.arange(n) - first  # rank of the pair within its user, in `within` order
+    run_id = np.cumsum(position % run == 0) - 1
+    run_rank = rng.permutation(int(run_id[-1]) + 1 if n else 0)
+    return within[np.argsort(run_rank[run_id], kind="stable")]
 
 
 @register_recommender
@@ -60,6 +98,7 @@ class Shallow(TrainedScorer):
     """Shallow model over a backbone's frozen item vectors; early stopping on validation NDCG@`eval_k`."""
 
     name = "shallow"
+    version = "2"  # steps over runs of a user's pairs, negatives from a per-step pool
     ranks_new_tracks = True  # add_items: the shared head maps a new track's vector like any item's
     fits_played_items_only = True  # vectors reach fit through align_items
 
@@ -68,7 +107,10 @@ class Shallow(TrainedScorer):
         out_dim: int | None = None
         margin: float = 0.2
         negatives: int = 20
-        batch_size: int = 512
+        negative_pool: int = 512  # tracks drawn per step; each pair's negatives come from them
+        pairs_per_user: int = 16  # a step holds runs of up to this many pairs of one user
+        batch_size: int = 2048  # pairs per step
+        lr: float = 2e-3
         max_epochs: int = 50
         patience: int = 3
 
@@ -82,30 +124,35 @@ class Shallow(TrainedScorer):
         train, vectors = align_items(train, items, self.name)
         self.item_ids = vectors.ids
         self.user_ids, sequences = user_sequences(train, self.item_ids)
-        item_matrix = torch.from_numpy(vectors.matrix).float()
-        users_init = torch.stack([item_matrix[rows].mean(0) for rows in sequences])
-        self.net = ShallowNet(item_matrix, users_init, self.options.out_dim or vectors.dim).to(self.device)
-        user_col = np.concatenate([np.full(len(rows), u) for u, rows in enumerate(sequences)])
-        item_col = np.concatenate([np.asarray(rows) for rows in sequences])
         n_items = len(self.item_ids)
+        item_matrix = torch.from_numpy(vectors.matrix).float()
+        users_init = mean_profiles(item_matrix, sequences, n_items)
+        self.net = ShallowNet(item_matrix, users_init, self.options.out_dim or vectors.dim).to(self.device)
+        plays = Bags.from_rows(sequences, n_items)
+        user_col = np.repeat(np.arange(len(sequences)), plays.counts.numpy())
+        item_col = plays.items.numpy()
+        o = self.options
 
-        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-            rng = np.random.default_rng([self.options.seed, epoch])
-            order = rng.permutation(len(user_col))
-            for start in range(0, len(order), self.options.batch_size):
-                chosen = order[start:start + self.options.batch_size]
-                negatives = rng.integers(0, n_items, size=(len(chosen), self.options.negatives))
-                yield tuple(torch.from_numpy(a).to(self.device)
-                            for a in (user_col[chosen], item_col[chosen], negatives))
+        def batches(epoch: int) -> Iterator[PairBatch]:
+            rng = np.random.default_rng([o.seed, epoch])
+            order = pair_order(user_col, o.pairs_per_user, rng)
+            for start in range(0, len(order), o.batch_size):
+                chosen = order[start:start + o.batch_size]
+                users, pair_user = np.unique(user_col[chosen], return_inverse=True)
+                pool = (rng.choice(n_items, o.negative_pool, replace=False) if o.negative_pool < n_items
+                        else np.arange(n_items))
+                tracks, position = np.unique(np.concatenate([item_col[chosen], pool]), return_inverse=True)
+                negatives = rng.integers(0, len(pool), size=(len(chosen), o.negatives))
+                yield PairBatch(*(torch.from_numpy(np.asarray(a, np.int64)).to(self.device) for a in (
+                    users, tracks, pair_user, position[:len(chosen)], position[len(chosen):], negatives)))
 
-        def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
-            return self.net.hinge_loss(*batch, margin=self.options.margin), len(batch[0])
+        def step(batch: PairBatch) -> tuple[torch.Tensor, int]:
+            return self.net.hinge_loss(batch, margin=o.margin), len(batch.pair_user)
 
         evaluate = None if validation is None else (
-            lambda: validation_metric(self.recommend, validation, self.options.eval_k))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
-        self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
-                                 LoopSettings(self.options.max_epochs, self.options.patience, "rows"))
+            lambda: validation_metric(self.recommend, validation, o.eval_k))
+        self.report = train_loop(self.name, self.net, adam(self.net.parameters(), o.lr), batches, step, evaluate,
+                                 LoopSettings(o.max_epochs, o.patience, "rows"))
         return self
 
     def add_items(self, items: ItemVectors) -> None:
@@ -114,15 +161,14 @@ class Shallow(TrainedScorer):
         self.append_item_vectors(self._require_net(), "items", items)
 
     def score(self, users: Sequence[str], rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        self._require_net()
+        """(len(users), n_items) cosines; a user unknown to the fit is the mean vector of their history's
+        tracks (zeros without one)."""
+        net = self._require_net()
         known = {u: i for i, u in enumerate(self.user_ids)}
-        dim = self.net.items.shape[1]
-        vectors = torch.stack([
-            self.net.users[known[u]] if u in known
-            else (self.net.items[list(r)].mean(0) if r else torch.zeros(dim, device=self.device))
-            for u, r in zip(users, rows)
-        ])
-        return self.net.embed(vectors) @ self.net.embed(self.net.items).T
+        index = torch.tensor([known.get(u, -1) for u in users], dtype=torch.long, device=self.device)
+        history = mean_profiles(net.items, rows, net.items.shape[0], fallback=torch.zeros_like(net.items[0]))
+        vectors = torch.where((index >= 0)[:, None], net.users[index.clamp_min(0)], history)
+        return net.embed(vectors) @ net.embed(net.items).T
 
     def save(self, folder: str | Path) -> Path:
         config = self.checkpoint_config(item_ids=self.item_ids, user_ids=self.user_ids)

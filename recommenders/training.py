@@ -49,10 +49,26 @@ def pick_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+VALIDATION_USERS = 2_000  # validation users ranked per early-stopping check (a fixed seeded sample beyond)
+
+
+def validation_users(users: Iterable[str], max_users: int | None = VALIDATION_USERS) -> list[str]:
+    """`users` in their order, or only a fixed sample of `max_users` of them (seeded over the sorted ids, the
+    same at every epoch; None: all), so that a validation check costs the same at any catalog size."""
+    users = list(users)
+    if max_users is None or len(users) <= max_users:
+        return users
+    ordered = sorted(users)
+    chosen = {ordered[i] for i in np.random.default_rng(0).choice(len(ordered), max_users, replace=False)}
+    return [u for u in users if u in chosen]
+
+
 def validation_metric(
-    recommend: Callable[[Histories, int], Rankings], validation: Validation, k: int = 50, metric: str = "ndcg"
+    recommend: Callable[[Histories, int], Rankings], validation: Validation, k: int = 50, metric: str = "ndcg",
+    max_users: int | None = VALIDATION_USERS,
 ) -> float:
-    """Mean `metric`@`k` (evaluation.metrics definitions) over the validation users that have a history.
+    """Mean `metric`@`k` (evaluation.metrics definitions) over the validation users, or a fixed sample of
+    `max_users` of them (`validation_users`; the model ranks them in its own user batches).
 
     `validation` = (histories, relevant): histories are the users' training plays, relevant their plays in the
     validation period. Users with relevant items but no history score 0, as every user without a prediction.
@@ -60,8 +76,9 @@ def validation_metric(
     from evaluation.metrics import per_user_metrics  # evaluation imports nothing from recommenders
 
     histories, relevant = validation
-    users = [u for u in relevant if u in histories]
-    rankings = recommend({u: histories[u] for u in users}, k)
+    sample = validation_users(relevant, max_users)
+    relevant = {u: relevant[u] for u in sample}
+    rankings = recommend({u: histories[u] for u in sample if u in histories}, k)
     table = per_user_metrics(rankings, relevant, ks=[k], metrics=(metric,))
     return float(table["value"].mean()) if table.height else 0.0
 
@@ -154,6 +171,12 @@ def train_loop(
     module.eval()
     log.info("%s: kept epoch %d (validation %s)", name, report.best_epoch, report.best_metric)
     return report
+
+
+def adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass over each parameter; on 2 CPU cores a step over a 21k × 200 user
+    table takes 23 ms instead of 170 ms with the default, same update rule)."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True)
 
 
 def save_checkpoint(folder: str | Path, config: dict, tensors: Mapping[str, torch.Tensor]) -> Path:
