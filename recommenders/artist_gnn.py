@@ -65,7 +65,8 @@ class MeanAdjacency:
         weight = 1.0 / torch.bincount(target, minlength=num_nodes).clamp(min=1).float()[target]
 
         def csr(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), weight, (num_nodes, num_nodes))
+            coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), weight, (num_nodes, num_nodes),
+                                          check_invariants=True)
             return coo.coalesce().to_sparse_csr()
 
         return cls(csr(target, source), csr(source, target))
