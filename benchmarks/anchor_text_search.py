@@ -18,9 +18,7 @@ Goals: warm ours/anchor <= 1.2 (ratio column >= 0.83) and cold start <= 2 s.
 from __future__ import annotations
 
 import os
-import resource
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from benchmarks.anchors import REPO, device_label, run_in_venv
+from benchmarks.anchors import REPO, device_label, run_in_venv, wall_and_cpu
 from benchmarks.serve import QUERIES, TAGS
 from recommenders.text_biencoder import bundled_model_path
 from recommenders.text_search import TextSearchIndex, build_search_index
@@ -74,18 +72,6 @@ def synthetic_tracks(n: int, seed: int = 0) -> pl.DataFrame:
                         schema_overrides={"tags": pl.List(pl.String)})
 
 
-def wall_and_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and child CPU seconds (user + sys) of one run of `command`; RuntimeError if it fails."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[:3]} exited {done.returncode}: {done.stderr[-800:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def measure(quick: bool) -> list[dict]:
     """Two rows: warm query latency (ms/query) and cold start (s), ours vs the plain script."""
     import json
@@ -117,9 +103,9 @@ def measure(quick: bool) -> list[dict]:
         try:
             for _ in range(cold_runs):  # alternate, so both see the same machine load
                 ours_cold.append(wall_and_cpu([str(REPO / ".venv" / "bin" / "musicrec"), "search", QUERIES[0],
-                                               "-k", str(K), "--storage", str(folder)], env))
+                                               "-k", str(K), "--storage", str(folder)], env)[:2])
                 plain_cold.append(wall_and_cpu([plain["_python"], script.name, *args, "0",
-                                                json.dumps(QUERIES[:1])], env))
+                                                json.dumps(QUERIES[:1])], env)[:2])
         finally:
             os.unlink(script.name)
         load_after = os.getloadavg()[0]

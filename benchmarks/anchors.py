@@ -23,6 +23,7 @@ import importlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,19 @@ def run_in_venv(name: str, packages: list[str], script: str, args: list[str], ti
     except ValueError as error:
         raise RuntimeError(f"{name}: {error}: {done.stdout[-2000:]}") from error
     return {**result, "_python": str(python), "_venv": where}
+
+
+def wall_and_cpu(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run `command` from the repo root: (wall seconds, CPU seconds user + sys of it and its children, stdout
+    and stderr together); RuntimeError with the output's tail if it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} exited {done.returncode}: {done.stdout[-1500:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.stdout
 
 
 def timed(fn, repeat: int = 1) -> float:
