@@ -6,8 +6,9 @@ Training cost. A step takes `batch_size` (user, played track) pairs, grouped int
 draws a pool of `negative_pool` tracks uniformly without replacement; each pair's `negatives` negatives are
 drawn uniformly from the pool, so every negative is still a uniform draw over the tracks. The shared head then
 transforms each distinct user and track of the step once (its users, and the union of its positives and
-the pool), not once per pair and negative: at the journal size (4.3M pairs, 21k users, 52k tracks, 200-d)
-about 0.9 head rows per pair instead of 22.
+the pool), not once per pair and negative: at the journal size (4.3M pairs, 21k users, 52k tracks, 200-d;
+defaults) a step holds about 130 users and 2,300 tracks, 1.2 head rows per pair instead of 22, and a training
+step costs 12 µs of one CPU thread per pair instead of 218 (an epoch: 53 CPU-seconds instead of 15 minutes).
 """
 from __future__ import annotations
 
