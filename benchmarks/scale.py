@@ -253,16 +253,19 @@ def main() -> None:
             extra = {k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib")}
             print(f"{n} tracks, {stage}: {result['seconds']:.2f} s, peak RSS {result['peak_rss_mib']:.0f} MiB "
                   f"{extra if extra else ''}", flush=True)
-    import torch
-
-    header = (f"Hot-start stages on the scaled journal preset ({args.epochs} epoch(s) per trained model; "
-              f"{platform.machine()}, {torch.get_num_threads()} torch threads, {sys.platform}). "
-              "Cells: wall seconds / peak RSS MiB of the stage's own process; exponent: log-log slope of "
-              "time against tracks.")
-    table = markdown(results, sizes, header)
+        table = markdown(results, sizes, header(args.epochs))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table)  # after every size: a cut-short run still leaves its table
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
+
+
+def header(epochs: int) -> str:
+    import os
+
+    return (f"Hot-start stages on the scaled journal preset ({epochs} epoch(s) per trained model; "
+            f"{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end). "
+            "Cells: wall seconds / peak RSS MiB of the stage's own process; exponent: log-log slope of "
+            "time against tracks.")
 
 
 if __name__ == "__main__":
