@@ -171,7 +171,7 @@ def measure(quick: bool) -> list[dict]:
     from benchmarks.anchors import device_label
 
     torch.set_num_threads(THREADS)
-    users, epochs = (256, 2) if quick else (1024, 3)
+    users, epochs = (256, 2) if quick else (768, 3)
     train, histories, held_out = held_out_data(users)
     floor = popularity_ndcg(train, histories, held_out)
     rows = []
