@@ -210,7 +210,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"musicrec search: no search index in {folder}; build it with `make demo` or "
               f"recommenders.text_search.build_search_index(tracks, model_folder, out_folder)", file=sys.stderr)
         return 2
-    index = TextSearchIndex.load(folder)
+    index = TextSearchIndex.load(folder, lean=True)  # queries without importing sentence-transformers
     shown = {row["track_id"]: row for row in index.tracks.iter_rows(named=True)}
     for rank, (track_id, score) in enumerate(index.search(args.text, args.k), start=1):
         row = shown[track_id]

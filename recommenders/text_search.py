@@ -4,27 +4,35 @@ embeddings of each track's descriptor (its tags joined by ", " then its caption)
     index = TextSearchIndex.build(tracks, model_folder=None, artists=artists)   # None: bundled model
     index.save("storage/search")
     index = TextSearchIndex.load("storage/search")
+    index = TextSearchIndex.load("storage/search", lean=True)  # queries via LeanQueryEncoder when it supports the model
     index.search("gentle keys at a slow pace", k=10)  # [(track_id, cosine score), ...], best first
 
 A saved index is a folder: `index.faiss`, `tracks.parquet` (track_id, title, artist, tags: what a result
 shows) and `config.json` (model folder, or null for the bundled model; dim; number of tracks).
+
+Imports stay light (faiss, polars): the sentence-transformers encoder, the bundled model's location and the
+table writers are imported where used, so a `lean` load never imports sentence-transformers or transformers.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import faiss
 import polars as pl
 
-from catalog.io import atomic_path, write_json, write_parquet
-from recommenders.text_biencoder import DESCRIPTOR_SEPARATOR, TextBiEncoder
+if TYPE_CHECKING:
+    from recommenders.query_encoder import LeanQueryEncoder
+    from recommenders.text_biencoder import TextBiEncoder
 
 INDEX_FILE, TRACKS_FILE, CONFIG_FILE = "index.faiss", "tracks.parquet", "config.json"
 
 
 def track_descriptor(tags: list[str] | None, caption: str | None) -> str:
     """The text a track is searched by: "tag1, tag2. Caption." (either part may be missing)."""
+    from evaluation.text_retrieval import DESCRIPTOR_SEPARATOR
+
     parts = [DESCRIPTOR_SEPARATOR.join(t for t in (tags or []) if t)]
     parts.append((caption or "").strip())
     return ". ".join(p for p in parts if p)
@@ -33,7 +41,7 @@ def track_descriptor(tags: list[str] | None, caption: str | None) -> str:
 class TextSearchIndex:
     """Tracks searchable by free text: `search(text, k)` -> [(track_id, cosine score)], best first."""
 
-    def __init__(self, encoder: TextBiEncoder, index: faiss.Index, tracks: pl.DataFrame,
+    def __init__(self, encoder: TextBiEncoder | LeanQueryEncoder, index: faiss.Index, tracks: pl.DataFrame,
                  model_folder: Path | None) -> None:
         if index.ntotal != tracks.height:
             raise ValueError(f"index holds {index.ntotal} vectors but the track table {tracks.height} rows")
@@ -54,6 +62,8 @@ class TextSearchIndex:
         """Embed every track of a `tracks` table (track_id, tags, caption; title and artist_id shown when
         present). `artists` (artist_id, name) turns artist ids into names. `encoder` reuses a loaded model,
         else the one in `model_folder` (None: bundled all-MiniLM-L6-v2) is loaded."""
+        from recommenders.text_biencoder import TextBiEncoder
+
         if "track_id" not in tracks.columns or tracks.height == 0:
             raise ValueError("TextSearchIndex.build: needs a non-empty table with a track_id column")
         folder = Path(model_folder) if model_folder is not None else None
@@ -76,6 +86,8 @@ class TextSearchIndex:
 
     def save(self, folder: str | Path) -> Path:
         """Write `index.faiss`, `tracks.parquet`, `config.json` into `folder` (each atomically)."""
+        from catalog.io import atomic_path, write_json, write_parquet
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / INDEX_FILE) as tmp:
@@ -86,19 +98,39 @@ class TextSearchIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | None = None) -> "TextSearchIndex":
-        """Inverse of `save`; loads the encoder the index was built with."""
+    def load(cls, folder: str | Path, device: str | None = None, lean: bool = False) -> "TextSearchIndex":
+        """Inverse of `save`; loads the encoder the index was built with. `lean`: encode queries with
+        `LeanQueryEncoder` (CPU; same vectors, without importing sentence-transformers) when it supports the
+        model folder, else fall back to `TextBiEncoder`."""
         folder = Path(folder)
         missing = [name for name in (INDEX_FILE, TRACKS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder}: not a search index (missing {', '.join(missing)})")
         config = json.loads((folder / CONFIG_FILE).read_text())
         model_folder = Path(config["model_folder"]) if config["model_folder"] else None
-        encoder = TextBiEncoder.load(model_folder, device=device)
+        encoder = load_query_encoder(model_folder, device) if lean else None
+        if encoder is None:
+            from recommenders.text_biencoder import TextBiEncoder
+
+            encoder = TextBiEncoder.load(model_folder, device=device)
         index = faiss.read_index(str(folder / INDEX_FILE))
         if index.d != encoder.dim:
             raise ValueError(f"{folder}: index dim {index.d} differs from the encoder's {encoder.dim}")
         return cls(encoder, index, pl.read_parquet(folder / TRACKS_FILE), model_folder)
+
+
+def load_query_encoder(model_folder: Path | None, device: str | None = None) -> LeanQueryEncoder | None:
+    """A `LeanQueryEncoder` for `model_folder` (None: the bundled model), or None when it does not support that
+    folder or a non-CPU `device` is asked for."""
+    from recommenders.query_encoder import LeanQueryEncoder
+
+    if device not in (None, "cpu"):
+        return None
+    if model_folder is None:
+        from recommenders.text_biencoder import bundled_model_path
+
+        model_folder = bundled_model_path()
+    return LeanQueryEncoder.load(model_folder) if LeanQueryEncoder.supports(model_folder) else None
 
 
 def display_table(tracks: pl.DataFrame, artists: pl.DataFrame | None) -> pl.DataFrame:
