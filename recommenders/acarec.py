@@ -173,6 +173,7 @@ class AcaRec(TrainedScorer):
     """ACARec; `track_artists` maps every track id of the item tables to its artist id (`use_side_tables`)."""
 
     name = "acarec"
+    version = "2"  # fused Adam, embedding_bag profiles
     ranks_new_tracks = True
     early_stops_on_new_tracks = True
     side_tables = ("tracks",)  # each track's artist
