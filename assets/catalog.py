@@ -66,9 +66,10 @@ def _optional_tables(catalog: FolderCatalog | TablesCatalog, names: tuple[str, .
             for name in names}
 
 
-def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """(the five contract tables, the failures table) of any catalog kind."""
-    failures = _empty("failures")
+def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, int]:
+    """(the five contract tables, the failures table, the number of audio files decoded now) of any catalog
+    kind; only a folder catalog decodes (new or changed files)."""
+    failures, decoded = _empty("failures"), 0
     if isinstance(catalog, DemoCatalog):
         root = build_demo_catalog(demo_root(storage), replace(DEMO_SIZES[catalog.size], seed=catalog.seed))
         tables = {name: read_table(root / f"{name}.parquet", name) for name in TABLES}
@@ -77,7 +78,7 @@ def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, 
         result = ingest_folder(catalog.folder, catalog.metadata_csv,
                                cache=storage.path("catalog", "ingest_cache.parquet"))
         tables = {"tracks": result.tracks, **_optional_tables(catalog, TABLES[1:])}
-        failures = result.failures
+        failures, decoded = result.failures, result.decoded
     elif isinstance(catalog, Music4AllOnionCatalog):
         tables = music4all_catalog(catalog.listening, catalog.information, catalog.audio)
         tables.update({name: _empty(name) for name in ("artist_edges", "queries")})
@@ -89,7 +90,7 @@ def read_catalog(catalog: Catalog, storage: StorageResource) -> tuple[dict[str, 
                   **_optional_tables(catalog, ("artists", "artist_edges", "queries"))}
     else:
         raise TypeError(f"unknown catalog kind {type(catalog).__name__}")
-    return tables, failures
+    return tables, failures, decoded
 
 
 def build_catalog_asset(experiment: Experiment) -> dg.AssetsDefinition:
@@ -104,14 +105,15 @@ def build_catalog_asset(experiment: Experiment) -> dg.AssetsDefinition:
     def catalog_tables(context: dg.AssetExecutionContext, storage: StorageResource):
         """Build (demo), ingest (folder) or read (Music4All-Onion, tables) the experiment's catalog, validate
         every table against its contract, and emit them. The audio stays where it is."""
-        tables, failures = read_catalog(experiment.catalog, storage)
+        tables, failures, decoded = read_catalog(experiment.catalog, storage)
         known_tracks = set(tables["tracks"]["track_id"].to_list())
         check_references(tables["interactions"].to_arrow(), "track_id", known_tracks, "interactions", "tracks")
         write_table(failures, "failures", storage.path("tables", "catalog_failures.parquet"))
         for failure in failures.iter_rows(named=True):
             context.log.warning(f"skipped track {failure['track_id']}: {failure['error']}")
         for name in TABLES:
+            extra = {"decoded_files": decoded, "failed_files": failures.height} if name == "tracks" else {}
             yield dg.Output(tables[name], output_name=name, data_version=content_version(tables[name]),
-                            metadata={"rows": tables[name].height})
+                            metadata={"rows": tables[name].height, **extra})
 
     return catalog_tables

@@ -8,6 +8,7 @@ fingerprints, so downstream models are stale only when the embeddings really cha
 """
 
 import hashlib
+import re
 
 import dagster as dg
 import polars as pl
@@ -15,14 +16,22 @@ import polars as pl
 from assets.automation import RERUN_WHEN_STALE
 from assets.catalog import audio_root
 from assets.experiment import Experiment
-from assets.placement import placement
-from assets.resources import StorageResource
+from assets.placement import op_placement, placement
+from assets.resources import STEP_IO, StorageResource
 from assets.retries import retried_when_transient
 from catalog.io import read_metadata
 from catalog.registry import code_version
 from embedders.base import Embedder
 from embedders.runner import CODE_VERSION as RUNNER_VERSION
-from embedders.runner import LongTracks, embed_catalog, embedding_files, read_backbone
+from embedders.runner import (
+    LongTracks,
+    embed_batch,
+    embed_catalog,
+    embedding_files,
+    read_backbone,
+    remove_gone_batches,
+    stale_batches,
+)
 from embedders.tags import TagView, tags_by_label, top_tags
 
 
@@ -40,42 +49,76 @@ def create_backbone(experiment: Experiment, table: str, storage: StorageResource
         raise dg.Failure(f"backbones.{table}: {error}") from error
 
 
-def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
-    """`embeddings_<table>`: the vectors of backbone table `table` (experiment file key `backbones.<table>`)."""
-    cls = experiment.backbone_class(table)
+def mapping_key(batch: str) -> str:
+    """A Dagster mapping key (letters, digits, _) naming catalog batch `batch`, distinct for distinct batches."""
+    clean = re.sub(r"[^A-Za-z0-9_]", "_", batch)
+    return clean if clean == batch else f"{clean}_{hashlib.sha256(batch.encode()).hexdigest()[:8]}"
 
-    @dg.asset(
+
+def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
+    """`embeddings_<table>`: the vectors of backbone table `table` (experiment file key `backbones.<table>`).
+
+    A graph of three kinds of step, so that an executor can give each catalog batch a worker of its own
+    (`multiprocess`: a process each; `k8s`: a pod each, GPU steps requesting a GPU):
+    `plan_<table>` lists the batches whose table is missing or out of date (one dynamic output each),
+    `embed_<table>[<batch>]` embeds one batch (in the `gpu` pool when the backbone needs a GPU), and
+    `collect_<table>` removes tables of batches gone from the catalog and reports the asset's data version."""
+    cls = experiment.backbone_class(table)
+    long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
+
+    @dg.op(name=f"plan_{table}", out=dg.DynamicOut(str, io_manager_key=STEP_IO))
+    @retried_when_transient
+    def plan(context: dg.OpExecutionContext, tracks: pl.DataFrame, storage: StorageResource):
+        """One output per catalog batch to embed; warns about vectors of ids the catalog lacks."""
+        embedder, _ = create_backbone(experiment, table, storage)
+        unknown = getattr(embedder, "unknown_ids", None)
+        if unknown is not None:
+            outside = unknown(tracks["track_id"].to_list())
+            if outside:
+                context.log.warning(f"backbones.{table}: {len(outside)} vector(s) of ids not in the catalog, "
+                                    f"first {outside[:5]}")
+        stale = stale_batches(embedder, tracks, storage.path("embeddings", table), long=long)
+        context.log.info(f"{table}: {len(stale)} of {tracks['batch'].n_unique()} catalog batches to embed")
+        for batch in stale:
+            yield dg.DynamicOutput(batch, mapping_key=mapping_key(batch))
+
+    @dg.op(name=f"embed_{table}", out=dg.Out(tuple, io_manager_key=STEP_IO),
+           **op_placement(cls.needs_gpu and experiment.uses_gpu_pool()))
+    @retried_when_transient
+    def embed(context: dg.OpExecutionContext, batch: str, tracks: pl.DataFrame,
+              storage: StorageResource) -> tuple[str, int]:
+        """Embed one catalog batch; returns (the batch, its number of failed tracks)."""
+        embedder, root = create_backbone(experiment, table, storage)
+        return batch, embed_batch(embedder, tracks, batch, root or ".", storage.path("embeddings", table),
+                                  progress=context.log.info, long=long)
+
+    @dg.op(name=f"collect_{table}", out=dg.Out(dg.Nothing))
+    @retried_when_transient
+    def collect(context: dg.OpExecutionContext, embedded: list[tuple[str, int]], tracks: pl.DataFrame,
+                storage: StorageResource):
+        """Remove the tables of batches gone from the catalog; the data version hashes the stored tables'
+        fingerprints, so downstream models are stale only when the embeddings really changed."""
+        out_dir = storage.path("embeddings", table)
+        removed = remove_gone_batches(tracks, out_dir)
+        fingerprints = [read_metadata(f)["fingerprint"] for f in embedding_files(out_dir)]
+        version = hashlib.sha256("".join(fingerprints).encode()).hexdigest()[:16]
+        done = sorted(batch for batch, _ in embedded)
+        yield dg.Output(None, data_version=dg.DataVersion(version), metadata={
+            "embedded_batches": done, "skipped_batches": sorted(set(tracks["batch"].unique().to_list()) - set(done)),
+            "removed_batches": removed, "failed_tracks": sum(failed for _, failed in embedded), "path": str(out_dir)})
+
+    @dg.graph_asset(
         name=f"embeddings_{table}",
         group_name="embeddings",
         code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}"
                      f".{experiment.backbones[table].long_track_chunks}",
         description=f"Track embeddings of table `{table}` (backbone `{cls.name}`), one Parquet file per catalog "
-                    f"batch in embeddings/{table}/.",
-        **placement(cls.needs_gpu and experiment.uses_gpu_pool()),
+                    f"batch in embeddings/{table}/, each batch a step of its own.",
         kinds={"pytorch"} if cls.needs_gpu else {"python"},
         automation_condition=RERUN_WHEN_STALE,
     )
-    @retried_when_transient
-    def embeddings(
-        context: dg.AssetExecutionContext, tracks: pl.DataFrame, storage: StorageResource
-    ) -> dg.MaterializeResult:
-        out_dir = storage.path("embeddings", table)
-        embedder, root = create_backbone(experiment, table, storage)
-        long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
-        result = embed_catalog(embedder, tracks, root or ".", out_dir, progress=context.log.info, long=long)
-        files = embedding_files(out_dir)
-        fingerprints = [read_metadata(f)["fingerprint"] for f in files]
-        version = hashlib.sha256("".join(fingerprints).encode()).hexdigest()[:16]
-        metadata = {"embedded_batches": result.embedded, "skipped_batches": result.skipped,
-                    "removed_batches": result.removed, "failed_tracks": result.failures, "path": str(out_dir)}
-        unknown = getattr(embedder, "unknown_ids", None)
-        if unknown is not None:
-            outside = unknown(tracks["track_id"].to_list())
-            metadata["vectors_not_in_catalog"] = len(outside)
-            if outside:
-                context.log.warning(f"backbones.{table}: {len(outside)} vector(s) of ids not in the catalog, "
-                                    f"first {outside[:5]}")
-        return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
+    def embeddings(tracks: pl.DataFrame):
+        return collect(plan(tracks).map(lambda batch: embed(batch, tracks)).collect(), tracks)
 
     return embeddings
 

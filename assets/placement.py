@@ -13,3 +13,8 @@ def placement(gpu: bool) -> dict:
     `gpu`, nothing otherwise. Callers pass `needs_gpu and experiment.uses_gpu_pool()`: on a machine without a
     GPU nothing joins the pool, so no step ever waits for a GPU slot there."""
     return {"pool": GPU_POOL, "op_tags": K8S_GPU_REQUEST} if gpu else {}
+
+
+def op_placement(gpu: bool) -> dict:
+    """`placement` for `dg.op` (whose tag argument is `tags`)."""
+    return {"pool": GPU_POOL, "tags": K8S_GPU_REQUEST} if gpu else {}

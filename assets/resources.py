@@ -12,3 +12,9 @@ class StorageResource(dg.ConfigurableResource):
 
     def path(self, *parts: str) -> Path:
         return Path(self.root).joinpath(*parts)
+
+
+# Resource key of the IO manager for values passed between the steps of one asset (the batch names and failure
+# counts of the per-batch embedding steps): small pickles under <storage>/steps/<run id>/, readable by every
+# worker that shares the storage.
+STEP_IO = "step_io"

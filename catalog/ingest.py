@@ -167,7 +167,7 @@ def ingest_folder(root: str | Path, metadata_csv: str | Path | None = None,
         relative = path.relative_to(root)
         fields = _default_fields(relative)
         fields.update({k: v for k, v in metadata.get(relative.as_posix(), {}).items() if v not in (None, "")})
-        if not path.resolve().is_relative_to(inside):
+        if path.is_symlink() and not path.resolve().is_relative_to(inside):  # rglob enters no linked folder
             failures.append({"track_id": fields["track_id"], "stage": "ingest", "at": now,
                              "error": f"{relative}: a link to {path.resolve()}, outside the catalog folder; "
                                       "copy the file into the folder instead"})

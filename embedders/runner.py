@@ -231,6 +231,55 @@ class CatalogEmbedding:
     failures: int  # failed tracks in the batches embedded now
 
 
+def stale_batches(embedder: Embedder, tracks: pl.DataFrame, out_dir: str | Path, max_seconds: float | None = None,
+                  long: LongTracks = LongTracks()) -> list[str]:
+    """The catalog batches (sorted) whose table in `out_dir` is missing, unreadable or was written from other
+    inputs (tracks, audio hashes, backbone, policy)."""
+    out = Path(out_dir)
+    stale = []
+    for batch in sorted(tracks["batch"].unique().to_list()):
+        batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
+        target = out / f"{batch}.parquet"
+        if not (target.exists() and stored_fingerprint(target) == batch_fingerprint(embedder, batch_tracks,
+                                                                                     max_seconds, long)):
+            stale.append(batch)
+    return stale
+
+
+def embed_batch(embedder: Embedder, tracks: pl.DataFrame, batch: str, catalog_root: str | Path,
+                out_dir: str | Path, batch_size: int = 16, max_seconds: float | None = None,
+                progress: Callable[[str], None] = log.info, long: LongTracks = LongTracks()) -> int:
+    """Embed catalog batch `batch` of `tracks` into `out_dir/<batch>.parquet` (embeddings, with the batch's
+    fingerprint and provenance in its metadata) and `out_dir/<batch>.failures.parquet`; returns the number of
+    failed tracks. `long` is the long-track policy (recorded in the metadata)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
+    progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
+    result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
+    write_table(result.failures, "failures", out / f"{batch}.failures.parquet")
+    metadata = {
+        "backbone": embedder.name, "version": embedder.version, "sample_rate": str(embedder.sample_rate),
+        "fingerprint": batch_fingerprint(embedder, batch_tracks, max_seconds, long), "catalog_batch": batch,
+        "runner_version": CODE_VERSION, "max_seconds": str(max_seconds), "long_tracks": long.describe(),
+        **{k: str(v) for k, v in embedder.provenance().items()},
+    }
+    write_embeddings(result.vectors, out / f"{batch}.parquet", metadata)
+    return result.failures.height
+
+
+def remove_gone_batches(tracks: pl.DataFrame, out_dir: str | Path) -> list[str]:
+    """Delete the tables of `out_dir` whose batch is no longer in the catalog; returns those batches, sorted."""
+    present = set(tracks["batch"].unique().to_list())
+    removed = set()
+    for stale in Path(out_dir).glob("*.parquet"):
+        batch = stale.name.removesuffix(".failures.parquet").removesuffix(".parquet")
+        if batch not in present:
+            stale.unlink()
+            removed.add(batch)
+    return sorted(removed)
+
+
 def embed_catalog(
     embedder: Embedder,
     tracks: pl.DataFrame,
@@ -243,39 +292,17 @@ def embed_catalog(
     long: LongTracks = LongTracks(),
 ) -> CatalogEmbedding:
     """Write `out_dir/<batch>.parquet` (embeddings) and `out_dir/<batch>.failures.parquet` per catalog batch,
-    embedding only batches whose fingerprint changed. `only_batches` restricts the work to those batches;
-    `long` is the long-track policy (recorded in each table's metadata)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    embedding only batches whose fingerprint changed, in one process. `only_batches` restricts the work to
+    those batches (and removes nothing); `long` is the long-track policy (recorded in each table's metadata).
+    The pipeline fans the same steps out over an executor's workers (`assets/embeddings.py`)."""
     present = sorted(tracks["batch"].unique().to_list())
-    embedded, skipped, failures = [], [], 0
-    for batch in present if only_batches is None else [b for b in present if b in only_batches]:
-        batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
-        fingerprint = batch_fingerprint(embedder, batch_tracks, max_seconds, long)
-        target = out / f"{batch}.parquet"
-        if target.exists() and stored_fingerprint(target) == fingerprint:
-            skipped.append(batch)
-            continue
-        progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
-        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
-        write_table(result.failures, "failures", out / f"{batch}.failures.parquet")
-        metadata = {
-            "backbone": embedder.name, "version": embedder.version, "sample_rate": str(embedder.sample_rate),
-            "fingerprint": fingerprint, "catalog_batch": batch, "runner_version": CODE_VERSION,
-            "max_seconds": str(max_seconds), "long_tracks": long.describe(),
-            **{k: str(v) for k, v in embedder.provenance().items()},
-        }
-        write_embeddings(result.vectors, target, metadata)
-        embedded.append(batch)
-        failures += result.failures.height
-    removed = []
-    if only_batches is None:
-        for stale in out.glob("*.parquet"):
-            batch = stale.name.removesuffix(".failures.parquet").removesuffix(".parquet")
-            if batch not in present:
-                stale.unlink()
-                removed.append(batch)
-    return CatalogEmbedding(embedded, skipped, sorted(set(removed)), failures)
+    wanted = present if only_batches is None else [b for b in present if b in only_batches]
+    stale = set(stale_batches(embedder, tracks.filter(pl.col("batch").is_in(wanted)), out_dir, max_seconds, long))
+    embedded = [b for b in wanted if b in stale]
+    failures = sum(embed_batch(embedder, tracks, batch, catalog_root, out_dir, batch_size, max_seconds, progress,
+                               long) for batch in embedded)
+    removed = remove_gone_batches(tracks, out_dir) if only_batches is None else []
+    return CatalogEmbedding(embedded, [b for b in wanted if b not in stale], removed, failures)
 
 
 def stored_fingerprint(table: Path) -> str | None:

@@ -70,7 +70,7 @@ def run_run(args: argparse.Namespace) -> int:
         return 1
     apply_memory_budget(experiment)
     try:
-        run_experiment(experiment, instance_for(experiment))
+        run_experiment(experiment, instance_for(experiment), experiment_file=args.experiment)
     except RuntimeError as error:
         print(f"musicrec run: {error}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ definitions from its argument. Building them loads no model and reads no weights
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -27,7 +28,7 @@ from assets.embeddings import build_embedding_asset, build_tags_asset, build_tag
 from assets.experiment import DEFAULT_EXPERIMENT, Experiment, load_experiment
 from assets.hot_start import build_evaluation_asset, build_hot_split_asset, build_model_asset
 from assets.reports import build_metrics_assets, build_per_user_metrics_asset, build_report_asset
-from assets.resources import StorageResource
+from assets.resources import STEP_IO, StorageResource
 from assets.serving import build_serving_assets
 from assets.text_search import build_text_retrieval_asset, search_index
 from pipelines.executors import executor_named
@@ -104,8 +105,17 @@ def build_definitions(experiment: Experiment) -> dg.Definitions:
         resources={
             "storage": StorageResource(root=root),
             "io_manager": ParquetIOManager(base_dir=f"{root}/tables"),
+            STEP_IO: dg.FilesystemIOManager(base_dir=f"{root}/steps"),
         },
     )
+
+
+def job_of(path: str, name: str) -> dg.JobDefinition:
+    """Job `name` of the experiment file at `path`: how worker processes of the multiprocess (or Kubernetes)
+    executor rebuild a job of `musicrec run` (`dg.build_reconstructable_job`); `musicrec run` names the same
+    file in MUSICREC_EXPERIMENT, so a worker's module-level `defs` are those definitions already."""
+    same = Path(DEFS_FILE).resolve() == Path(path).resolve()
+    return (defs if same else build_definitions(load_experiment(path))).resolve_job_def(name)
 
 
 def experiment_file() -> str:
@@ -113,4 +123,5 @@ def experiment_file() -> str:
     return os.environ.get(EXPERIMENT_VARIABLE) or str(DEFAULT_EXPERIMENT)
 
 
-defs = build_definitions(load_experiment(experiment_file()))
+DEFS_FILE = experiment_file()  # the experiment `defs` below were built from, when this module was imported
+defs = build_definitions(load_experiment(DEFS_FILE))

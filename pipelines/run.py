@@ -18,7 +18,7 @@ import dagster as dg
 
 from assets.experiment import REPO_ROOT, Experiment
 from catalog.io import remove_orphan_temp_files
-from pipelines.definitions import MAIN_JOB, build_definitions
+from pipelines.definitions import EXPERIMENT_VARIABLE, MAIN_JOB, build_definitions
 from pipelines.recovery import pool_report, recover_dead_runs, run_tags, watching_pools
 from pipelines.staleness import STORAGE_TAG, outdated_assets
 
@@ -47,10 +47,35 @@ def report_path(experiment: Experiment) -> Path:
     return experiment.storage / "reports" / "report.md"
 
 
+def execute(defs: dg.Definitions, experiment: Experiment, experiment_file: Path | None, job: str,
+            instance: dg.DagsterInstance, tags: dict[str, str], assets: list[dg.AssetKey] | None = None):
+    """Run `job` (only `assets` when given) with the experiment's executor: in this process for `in_process`,
+    else through Dagster's executor, whose workers rebuild the job from `experiment_file`. The run's result."""
+    if experiment.executor == "in_process":
+        return defs.resolve_job_def(job).execute_in_process(instance=instance, raise_on_error=False, tags=tags,
+                                                            asset_selection=assets)
+    if experiment_file is None:
+        raise ValueError(f"executor {experiment.executor} needs the experiment file (its workers rebuild the job "
+                         "from it)")
+    path = str(Path(experiment_file).resolve())
+    reconstructable = dg.build_reconstructable_job("pipelines.definitions", "job_of", reconstructable_args=(path, job))
+    previous = os.environ.get(EXPERIMENT_VARIABLE)
+    os.environ[EXPERIMENT_VARIABLE] = path  # the workers' pipelines.definitions then builds this experiment once
+    try:
+        return dg.execute_job(reconstructable, instance=instance, tags=tags, asset_selection=assets,
+                              raise_on_error=False)
+    finally:
+        if previous is None:
+            os.environ.pop(EXPERIMENT_VARIABLE)
+        else:
+            os.environ[EXPERIMENT_VARIABLE] = previous
+
+
 def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
-                   say: Callable[[str], None] = print) -> set[dg.AssetKey]:
-    """Materialise `experiment` in `instance`; returns the asset keys materialised by the second run (empty
-    when everything was up to date). RuntimeError when a run fails."""
+                   say: Callable[[str], None] = print, experiment_file: Path | None = None) -> set[dg.AssetKey]:
+    """Materialise `experiment` in `instance` with the experiment's executor (any but `in_process` needs
+    `experiment_file`); returns the asset keys materialised by the second run (empty when everything was up to
+    date). RuntimeError when a run fails."""
     defs = build_definitions(experiment)
     recover_dead_runs(instance, say)
     orphans = remove_orphan_temp_files(experiment.storage) if experiment.storage.exists() else []
@@ -61,8 +86,7 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
     tags = {**run_tags(), STORAGE_TAG: str(experiment.storage)}
     say(f"musicrec: experiment {experiment.name}: catalog and embeddings")
     with watching_pools(instance, say):
-        embed = defs.resolve_job_def("embed").execute_in_process(instance=instance, raise_on_error=False,
-                                                                 tags=tags)
+        embed = execute(defs, experiment, experiment_file, "embed", instance, tags)
     if not embed.success:
         raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
     outdated = outdated_assets(defs, instance, MAIN_JOB, tables=experiment.storage / "tables",
@@ -72,8 +96,7 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
         return outdated
     say(f"musicrec: materialising {len(outdated)} missing or stale asset(s)")
     with watching_pools(instance, say):
-        result = defs.resolve_job_def(MAIN_JOB).execute_in_process(
-            instance=instance, asset_selection=sorted(outdated), raise_on_error=False, tags=tags)
+        result = execute(defs, experiment, experiment_file, MAIN_JOB, instance, tags, sorted(outdated))
     if not result.success:
         raise RuntimeError(f"run {result.run_id} failed: {_failure(result)}")
     return outdated

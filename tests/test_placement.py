@@ -29,19 +29,22 @@ def experiment(tmp_path, **overrides):
 
 
 def pools(defs) -> dict[str, bool]:
-    """asset name -> whether its step runs on the GPU; asserts that GPU steps carry the Kubernetes GPU request
-    and the other steps neither the pool nor the request."""
+    """asset name -> whether its heavy step runs on the GPU; asserts that GPU steps carry the Kubernetes GPU
+    request and the other steps neither the pool nor the request. An embedding asset is a graph whose per-batch
+    `embed_*` steps are the only ones that may be on the GPU (its plan and collect steps are light)."""
     graph = defs.resolve_asset_graph()
     on_gpu = {}
     for key in graph.get_all_asset_keys():
-        op = graph.get(key).assets_def.node_def
         name = key.to_user_string()
-        on_gpu[name] = op.pool == GPU_POOL
-        if on_gpu[name]:
-            # the tag is stored as JSON
-            assert json.loads(op.tags["dagster-k8s/config"]) == K8S_GPU_REQUEST["dagster-k8s/config"], name
-        else:
-            assert op.pool is None and "dagster-k8s/config" not in op.tags, name
+        on_gpu[name] = False
+        for op in graph.get(key).assets_def.node_def.iterate_op_defs():
+            if op.pool == GPU_POOL:
+                on_gpu[name] = True
+                # the tag is stored as JSON
+                assert json.loads(op.tags["dagster-k8s/config"]) == K8S_GPU_REQUEST["dagster-k8s/config"], name
+                assert not name.startswith("embeddings_") or op.name.startswith("embed_"), (name, op.name)
+            else:
+                assert op.pool is None and "dagster-k8s/config" not in op.tags, (name, op.name)
     return on_gpu
 
 
