@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from catalog.io import follow_umask, write_json
-from evaluation.text_retrieval import DESCRIPTOR_SEPARATOR
 from recommenders.training import pick_device, seed_everything
 
 log = logging.getLogger("musicrec.text")
@@ -256,6 +255,8 @@ class TextBiEncoder:
 
 def descriptor_tags(document: str) -> frozenset[str]:
     """The tag set of a descriptor document ("piano, calm" -> {"piano", "calm"})."""
+    from evaluation.text_retrieval import DESCRIPTOR_SEPARATOR  # here: it imports scipy, slow for the search CLI
+
     return frozenset(t.strip() for t in document.split(DESCRIPTOR_SEPARATOR.strip()) if t.strip())
 
 

@@ -77,12 +77,16 @@ class TextSearchIndex:
 
     def search(self, text: str, k: int = 10) -> list[tuple[str, float]]:
         """The `k` tracks whose descriptors are most similar to `text`: (track_id, cosine in [-1, 1])."""
-        if not text.strip():
+        return self.search_many([text], k)[0]
+
+    def search_many(self, texts: list[str], k: int = 10) -> list[list[tuple[str, float]]]:
+        """`search` for several queries at once (one encoder batch, one index search): a list per query."""
+        if any(not text.strip() for text in texts):
             raise ValueError("search: empty query")
         if k < 1:
             raise ValueError(f"search: k must be >= 1, got {k}")
-        scores, rows = self.index.search(self.encoder.encode([text]), min(k, self.index.ntotal))
-        return [(self._ids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        scores, rows = self.index.search(self.encoder.encode(texts), min(k, self.index.ntotal))
+        return [[(self._ids[r], float(s)) for r, s in zip(row, score) if r >= 0] for row, score in zip(rows, scores)]
 
     def save(self, folder: str | Path) -> Path:
         """Write `index.faiss`, `tracks.parquet`, `config.json` into `folder` (each atomically)."""

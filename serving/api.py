@@ -45,7 +45,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.model_worker import ModelWorkers
+from serving.model_worker import ModelWorkers, SearchBatcher
 from serving.snapshot import FeatureMissing, Hit, ServingRelease, UnknownId, current_release, load_current
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,10 @@ class Served:
     """One release and what its model calls need: the search index folder and the audio backbone, both run
     in the model workers (`serving.model_worker`)."""
 
-    def __init__(self, release: ServingRelease, workers: ModelWorkers) -> None:
+    def __init__(self, release: ServingRelease, workers: ModelWorkers, batcher: SearchBatcher) -> None:
         self.release = release
         self.workers = workers
+        self.batcher = batcher
 
     def search_folder(self) -> str:
         folder = self.release.manifest.get("search_index")
@@ -88,7 +89,7 @@ class Served:
 
     async def search(self, text: str, k: int) -> list[tuple[str, float]]:
         """[(track_id, cosine score)], best first."""
-        return await asyncio.wrap_future(self.workers.search(self.search_folder(), text, k))
+        return await self.batcher.search(self.search_folder(), text, k)
 
     async def embed(self, path: str) -> np.ndarray:
         """The backbone's float32 (dim,) vector of an audio file."""
@@ -102,7 +103,7 @@ class Served:
         """Have the workers load this release's search index now (not waiting for it), so that the first
         searches after a start or a swap do not wait."""
         with contextlib.suppress(FeatureMissing):
-            self.workers.search(self.search_folder(), "warm up", 1)
+            self.workers.search(self.search_folder(), ["warm up"], 1)
 
 
 class LiveRelease:
@@ -112,7 +113,8 @@ class LiveRelease:
         self.storage = Path(storage)
         self.poll_seconds = poll_seconds
         self.workers = ModelWorkers()
-        self.served = Served(load_current(storage), self.workers)
+        self.batcher = SearchBatcher(self.workers)
+        self.served = Served(load_current(storage), self.workers, self.batcher)
         self._folder = self.served.release.folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,7 +142,7 @@ class LiveRelease:
             if folder is None or folder == self._folder:
                 return
             self._folder = folder
-            fresh = Served(ServingRelease(folder), self.workers)
+            fresh = Served(ServingRelease(folder), self.workers, self.batcher)
             fresh.warm()
         except Exception:  # noqa: BLE001 — a bad release or unreadable storage must not stop the watcher
             log.exception("release watcher: reading or loading a new release failed; still serving %s",
