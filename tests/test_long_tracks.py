@@ -113,4 +113,5 @@ def test_a_memory_budget_fails_the_step_that_exceeds_it_by_name(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "budget.yaml")], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stdout[-2000:]
-    assert "step embeddings_handcrafted.embed_handcrafted[b000]: " in run.stderr and "(over the experiment's memory_budget_mb)" in run.stderr
+    assert "step embeddings_handcrafted.embed_handcrafted[b000]: " in run.stderr
+    assert "(over the experiment's memory_budget_mb)" in run.stderr
