@@ -28,7 +28,6 @@ import numpy as np
 import polars as pl
 
 from catalog.io import ItemVectors, atomic_path, read_embeddings, write_embeddings, write_json, write_parquet
-from recommenders.index import VectorIndex
 
 SERVING = "serving"
 CURRENT = "CURRENT"
@@ -157,7 +156,7 @@ class ServingRelease:
                                      if similar_artists.exists() else None)
         vectors = folder / "vectors.parquet"
         self.vectors = read_embeddings(vectors) if vectors.exists() else None
-        self._index: VectorIndex | None = None
+        self._index = None  # a recommenders.index.VectorIndex over `vectors`, built on first use
 
     @property
     def name(self) -> str:
@@ -203,6 +202,8 @@ class ServingRelease:
         if self.vectors is None:
             raise LookupError("this release has no track vectors (no content backbone table)")
         if self._index is None:
+            from recommenders.index import VectorIndex  # here: it imports torch, which lookups never need
+
             self._index = VectorIndex(self.vectors.ids, self.vectors.matrix, normalize=True)
         ids, scores = self._index.search(np.asarray(vector, np.float32)[None, :], k)
         return self.hits(list(zip(ids[0], scores[0][: len(ids[0])].tolist())))
