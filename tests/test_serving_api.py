@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -305,6 +306,21 @@ def test_search(server, release):
     assert body["items"][0]["audio_path"] == "wav/t01.wav" and body["items"][0]["artist"] == "Ada"
     assert get(server, "/api/search?q=" + urllib.parse.quote("heavy distorted metal") + "&k=1")[1]["items"][0][
         "track_id"] == "t03"
+
+
+def test_concurrent_searches_are_batched_without_mixing_answers(server, release):
+    """Queries sent at once reach the search worker together (`SearchBatcher`); each must get its own answer:
+    the same lists as the same queries sent one at a time."""
+    queries = ["calm piano music", "heavy distorted metal", "rain ambient drone", "jazz", "bright synth pop",
+               "acoustic guitar", "slow strings", "drums"] * 3
+    alone = {q: get(server, f"/api/search?q={urllib.parse.quote(q)}&k=4")[1]["items"] for q in set(queries)}
+    with ThreadPoolExecutor(len(queries)) as pool:
+        answers = list(pool.map(lambda q: get(server, f"/api/search?q={urllib.parse.quote(q)}&k=4"), queries))
+    assert all(status == 200 for status, _ in answers)
+    assert [body["query"] for _, body in answers] == queries
+    for query, (_, body) in zip(queries, answers):  # a padded batch may move a score in its last digits
+        assert [i["track_id"] for i in body["items"]] == [i["track_id"] for i in alone[query]]
+        assert [i["score"] for i in body["items"]] == pytest.approx([i["score"] for i in alone[query]], abs=1e-5)
 
 
 def test_unknown_ids_name_the_closest(server):
