@@ -1,37 +1,39 @@
 """A lean query encoder for BERT-family sentence-transformers folders: the same vectors as `TextBiEncoder.encode`
-(within float32 rounding) while importing only torch, safetensors and `tokenizers`, so a one-off
-`musicrec search` skips the seconds sentence-transformers and transformers take to import.
+(within float32 rounding, ~1e-6) computed in numpy, importing only numpy, safetensors.numpy and `tokenizers` -- no
+torch, transformers or sentence-transformers -- so a one-off `musicrec search` starts in well under a second.
 
     if LeanQueryEncoder.supports(folder):
         encoder = LeanQueryEncoder.load(folder)
         vectors = encoder.encode(["a calm piano piece"])   # float32 (1, dim), unit L2 norm when the folder normalises
 
 Supported folders (`supports`): a Transformer module at the folder root whose config.json says model_type "bert"
-with absolute positions and exact-erf GELU, weights in model.safetensors, a tokenizer.json, then one Pooling
-module (mean or CLS) and optionally a Normalize module -- nothing else (no Dense, no default prompt).
+with absolute positions and exact-erf GELU, float weights (F32/F16/F64) in model.safetensors, a tokenizer.json, then
+one Pooling module (mean or CLS) and optionally a Normalize module -- nothing else (no Dense, no default prompt).
 
-Pipeline, for a batch of n texts padded to the longest, L tokens (L <= max_seq_length):
+Pipeline, for a batch of n texts padded to the longest, L tokens (L <= max_seq_length), all float32:
     tokenizer.json (truncation to max_seq_length; [CLS] ... [SEP] by its post-processor) -> ids (n, L)
     word + position + token-type embeddings, LayerNorm                               -> (n, L, hidden)
-    each layer: self-attention (scaled_dot_product_attention, padding masked), dense + residual + LayerNorm,
-                intermediate dense + GELU, output dense + residual + LayerNorm         -> (n, L, hidden)
+    each layer: self-attention (softmax(q k^T / sqrt(d)), padding keys masked), dense + residual + LayerNorm,
+                intermediate dense + GELU (erf, see `gelu`), output dense + residual + LayerNorm -> (n, L, hidden)
     pooling (mean over non-padding tokens, or the [CLS] token), optional L2 normalise -> (n, hidden)
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 WEIGHTS_FILE, TOKENIZER_FILE, MODULES_FILE = "model.safetensors", "tokenizer.json", "modules.json"
 _POOLING_MODES = ("mean", "cls")
+_FLOAT_DTYPES = ("F16", "F32", "F64")  # what numpy reads (bfloat16 is not): other folders fall back
 _LAYER_KEYS = (
     "attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",
     "attention.self.key.bias", "attention.self.value.weight", "attention.self.value.bias",
@@ -125,47 +127,124 @@ def plan_folder(folder: str | Path) -> FolderPlan | None:
                       bool(st_config.get("do_lower_case", False)))
 
 
-def _checkpoint_keys(path: Path) -> tuple[set[str], str]:
-    """The tensor names of a safetensors file (header only) and the prefix ("" or "bert.") of its BERT keys."""
-    with safe_open(str(path), framework="pt") as handle:
-        keys = set(handle.keys())
-    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in keys else ""
-    return keys, prefix
+def _checkpoint_dtypes(path: Path) -> tuple[dict[str, str], str]:
+    """Tensor name -> safetensors dtype ("F32", ...) from a safetensors file's header (8-byte little-endian length,
+    then JSON), and the prefix ("" or "bert.") of its BERT keys."""
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    dtypes = {name: str(entry["dtype"]) for name, entry in header.items() if name != "__metadata__"}
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in dtypes else ""
+    return dtypes, prefix
 
 
 def _required_keys(num_layers: int) -> list[str]:
     return [*_EMBEDDING_KEYS, *(f"encoder.layer.{i}.{key}" for i in range(num_layers) for key in _LAYER_KEYS)]
 
 
+# erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), z >= 0: Chebyshev fit with fractional error < 1.2e-7 for every
+# z (Numerical Recipes, erfcc); P's coefficients, constant term first
+_ERFC_COEFFICIENTS = tuple(np.float32(c) for c in (
+    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223,
+    0.17087277))
+_GELU_BLOCK = 32768  # elements per block: the temporaries of one block stay in the CPU cache
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact-erf GELU, x * Phi(x), of a float32 array of any shape -> float32, same shape; within 2.5e-7 of the
+    exact function (about the float32 rounding of the output). Computed in cache-sized blocks of elements.
+
+    With a = |x| and h = Phi(-a) = erfc(a / sqrt 2) / 2: x * Phi(x) = max(x, 0) - a * h on both sides (x >= 0:
+    x (1 - h); x < 0: x h), so large negative inputs keep erfc's small relative error."""
+    x = np.asarray(x, dtype=np.float32)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    for start in range(0, flat.size, _GELU_BLOCK):
+        block, end = flat[start:start + _GELU_BLOCK], start + _GELU_BLOCK
+        a = np.abs(block)
+        t = a * np.float32(0.5 * math.sqrt(0.5))  # z / 2 with z = a / sqrt 2
+        t += np.float32(1.0)
+        np.reciprocal(t, out=t)
+        poly = t * _ERFC_COEFFICIENTS[-1]
+        poly += _ERFC_COEFFICIENTS[-2]
+        for coefficient in _ERFC_COEFFICIENTS[-3::-1]:
+            poly *= t
+            poly += coefficient
+        square = a * a
+        square *= np.float32(0.5)  # z^2
+        poly -= square
+        np.exp(poly, out=poly)
+        poly *= t  # erfc(z)
+        poly *= a
+        poly *= np.float32(0.5)  # a * h
+        np.maximum(block, np.float32(0.0), out=out[start:end])
+        out[start:end] -= poly
+    return out.reshape(x.shape)
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """LayerNorm over the last axis of float32 (..., hidden), biased variance: -> float32 (..., hidden)."""
+    centred = x - x.mean(-1, keepdims=True)
+    variance = np.mean(centred * centred, axis=-1, keepdims=True)
+    variance += np.float32(eps)
+    centred /= np.sqrt(variance)
+    centred *= weight
+    centred += bias
+    return centred
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x (..., in) @ weight (out, in)^T + bias (out,) -> (..., out), as torch.nn.functional.linear (one 2-D BLAS
+    product over all leading axes, not one per batch row)."""
+    out = x.reshape(-1, x.shape[-1]) @ weight.T
+    out += bias
+    return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+@functools.cache
+def _thread_pools():
+    """threadpoolctl's controller of the BLAS/OpenMP libraries loaded so far (numpy's among them), made once."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 class LeanQueryEncoder:
-    """BERT sentence encoder in plain torch: `encode(texts)` -> float32 (n, hidden), pooled and (when the folder
-    has a Normalize module) L2-normalised, as sentence-transformers computes it for the same folder."""
+    """BERT sentence encoder in numpy: `encode(texts)` -> float32 (n, hidden), pooled and (when the folder has a
+    Normalize module) L2-normalised, as sentence-transformers computes it for the same folder.
+
+    `encode` runs the BLAS products on `threads` thread(s) (default 1): queries are short, and on a small shared
+    CPU waking BLAS threads for (tokens x 384) products costs more than it saves (a 2-word query: ~0.35 s with
+    numpy's default 2 OpenBLAS threads on a busy 2-core machine, ~0.015 s with one); the serving worker also
+    keeps the other core for the server."""
 
     name = "lean-biencoder"
 
-    def __init__(self, tokenizer: Tokenizer, weights: dict[str, torch.Tensor], plan: FolderPlan,
-                 batch_size: int = 64, source: str = "") -> None:
+    def __init__(self, tokenizer: Tokenizer, weights: dict[str, np.ndarray], plan: FolderPlan,
+                 batch_size: int = 64, source: str = "", threads: int = 1) -> None:
         self.tokenizer = tokenizer
-        self.weights = weights  # checkpoint names without a "bert." prefix; query/key/value fused as "qkv"
+        self.weights = weights  # float32 arrays, checkpoint names without a "bert." prefix; q/k/v fused as "qkv"
         self.plan = plan
         self.batch_size = batch_size
         self.source = source
+        self.threads = threads
 
     @staticmethod
     def supports(folder: str | Path) -> bool:
         """Whether `folder` is a sentence-transformers folder this encoder reproduces: BERT (absolute positions,
-        erf GELU), mean or CLS pooling, optional Normalize, model.safetensors holding every BERT weight."""
+        erf GELU), mean or CLS pooling, optional Normalize, model.safetensors holding every BERT weight as F16, F32
+        or F64."""
         plan = plan_folder(folder)
         if plan is None:
             return False
         try:
-            keys, prefix = _checkpoint_keys(Path(folder) / WEIGHTS_FILE)
+            dtypes, prefix = _checkpoint_dtypes(Path(folder) / WEIGHTS_FILE)
         except Exception:  # an unreadable or foreign file: not ours to run
             return False
-        return all(prefix + key in keys for key in _required_keys(plan.num_layers))
+        return all(dtypes.get(prefix + key) in _FLOAT_DTYPES for key in _required_keys(plan.num_layers))
 
     @classmethod
-    def load(cls, folder: str | Path, batch_size: int = 64) -> "LeanQueryEncoder":
+    def load(cls, folder: str | Path, batch_size: int = 64, threads: int = 1) -> "LeanQueryEncoder":
         """Read the tokenizer, hyperparameters and float32 weights of a folder `supports` accepts."""
         folder = Path(folder)
         plan = plan_folder(folder)
@@ -174,64 +253,67 @@ class LeanQueryEncoder:
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         tokenizer.enable_truncation(plan.max_seq_length)
         tokenizer.no_padding()  # padded per batch below
-        _, prefix = _checkpoint_keys(folder / WEIGHTS_FILE)
-        weights = {}
-        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as handle:
-            for key in _required_keys(plan.num_layers):
-                weights[key] = handle.get_tensor(prefix + key).to(torch.float32)
+        _, prefix = _checkpoint_dtypes(folder / WEIGHTS_FILE)
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+        weights = {key: np.ascontiguousarray(tensors[prefix + key], dtype=np.float32)
+                   for key in _required_keys(plan.num_layers)}
+        del tensors
         for i in range(plan.num_layers):
             p = f"encoder.layer.{i}.attention.self."
             for part in ("weight", "bias"):  # one (3 * hidden, hidden) projection instead of three
-                weights[f"{p}qkv.{part}"] = torch.cat([weights.pop(f"{p}{m}.{part}")
-                                                       for m in ("query", "key", "value")])
-        return cls(tokenizer, weights, plan, batch_size, str(folder))
+                weights[f"{p}qkv.{part}"] = np.concatenate([weights.pop(f"{p}{m}.{part}")
+                                                            for m in ("query", "key", "value")])
+        return cls(tokenizer, weights, plan, batch_size, str(folder), threads)
 
     @property
     def dim(self) -> int:
         return self.plan.hidden_size
 
-    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """int64 ids, token types and bool attention mask, each (n, L): right-padded to the longest text."""
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """int64 ids, int64 token types and bool attention mask, each (n, L): right-padded to the longest text."""
         if self.plan.lowercase:
             texts = [t.lower() for t in texts]
         encodings = self.tokenizer.encode_batch(list(texts))
         length = max(len(e.ids) for e in encodings)
-        ids = torch.zeros((len(encodings), length), dtype=torch.int64)
-        types = torch.zeros_like(ids)
-        mask = torch.zeros((len(encodings), length), dtype=torch.bool)
+        ids = np.zeros((len(encodings), length), dtype=np.int64)
+        types = np.zeros_like(ids)
+        mask = np.zeros((len(encodings), length), dtype=bool)
         for row, enc in enumerate(encodings):
             n = len(enc.ids)
-            ids[row, :n] = torch.tensor(enc.ids)
-            types[row, :n] = torch.tensor(enc.type_ids)
+            ids[row, :n] = enc.ids
+            types[row, :n] = enc.type_ids
             mask[row, :n] = True
         return ids, types, mask
 
-    def token_states(self, ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def token_states(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The encoder's last hidden states, float32 (n, L, hidden), for ids/types/mask of shape (n, L)."""
         w, plan = self.weights, self.plan
         n, length = ids.shape
-        heads, head_dim = plan.num_heads, plan.hidden_size // plan.num_heads
-        shape = (plan.hidden_size,)
-        x = (F.embedding(ids, w["embeddings.word_embeddings.weight"])
+        heads, head_dim, eps = plan.num_heads, plan.hidden_size // plan.num_heads, plan.layer_norm_eps
+        x = (w["embeddings.word_embeddings.weight"][ids]
              + w["embeddings.position_embeddings.weight"][:length]
-             + F.embedding(types, w["embeddings.token_type_embeddings.weight"]))
-        x = F.layer_norm(x, shape, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"],
-                         plan.layer_norm_eps)
-        attend = mask[:, None, None, :]  # (n, 1, 1, L): every query position sees the non-padding keys
+             + w["embeddings.token_type_embeddings.weight"][types])
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        # (n, 1, 1, L) added to the scores: every query position sees the non-padding keys only
+        key_bias = np.where(mask, np.float32(0.0), np.float32(-np.inf))[:, None, None, :]
+        scale = np.float32(1.0 / math.sqrt(head_dim))
         for i in range(plan.num_layers):
             p = f"encoder.layer.{i}."
-            qkv = F.linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])
-            q, k, v = qkv.view(n, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)  # each (n, heads, L, d)
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
-            context = context.transpose(1, 2).reshape(n, length, plan.hidden_size)
-            x = F.layer_norm(F.linear(context, w[p + "attention.output.dense.weight"],
-                                      w[p + "attention.output.dense.bias"]) + x,
-                             shape, w[p + "attention.output.LayerNorm.weight"],
-                             w[p + "attention.output.LayerNorm.bias"], plan.layer_norm_eps)
-            inner = F.gelu(F.linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
-            x = F.layer_norm(F.linear(inner, w[p + "output.dense.weight"], w[p + "output.dense.bias"]) + x,
-                             shape, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"],
-                             plan.layer_norm_eps)
+            qkv = _linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])
+            q, k, v = qkv.reshape(n, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)  # each (n, heads, L, d)
+            scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # (n, heads, L, L)
+            scores += key_bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(n, length, plan.hidden_size)
+            x = _layer_norm(_linear(context, w[p + "attention.output.dense.weight"],
+                                    w[p + "attention.output.dense.bias"]) + x,
+                            w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
+                            eps)
+            inner = gelu(_linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
+            x = _layer_norm(_linear(inner, w[p + "output.dense.weight"], w[p + "output.dense.bias"]) + x,
+                            w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
         return x
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -241,16 +323,16 @@ class LeanQueryEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = []
-        with torch.inference_mode():
+        with _thread_pools().limit(limits=self.threads, user_api="blas"):
             for start in range(0, len(texts), self.batch_size):
                 ids, types, mask = self.tokenize(texts[start:start + self.batch_size])
                 states = self.token_states(ids, types, mask)
                 if self.plan.pooling == "cls":
                     pooled = states[:, 0]
                 else:
-                    weights = mask.unsqueeze(-1).to(states.dtype)
-                    pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                    weights = mask[:, :, None].astype(np.float32)
+                    pooled = (states * weights).sum(1) / np.maximum(weights.sum(1), np.float32(1e-9))
                 if self.plan.normalize:
-                    pooled = F.normalize(pooled, p=2.0, dim=1)
-                out.append(pooled.numpy())
+                    pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+                out.append(pooled)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)

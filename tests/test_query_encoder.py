@@ -1,9 +1,10 @@
-"""`LeanQueryEncoder` reproduces sentence-transformers' vectors for the bundled all-MiniLM-L6-v2 (and a copy saved by
-`TextBiEncoder.save`), a lean `TextSearchIndex` returns the same results, and `musicrec search` runs without
-importing sentence-transformers or transformers."""
+"""`LeanQueryEncoder` (numpy) reproduces sentence-transformers' vectors for the bundled all-MiniLM-L6-v2 (and a copy
+saved by `TextBiEncoder.save`), its GELU is the exact-erf one, a lean `TextSearchIndex` returns the same results,
+and `musicrec search` runs without importing torch, sentence-transformers or transformers."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recommenders.query_encoder import LeanQueryEncoder, plan_folder
+from recommenders.query_encoder import LeanQueryEncoder, gelu, plan_folder
 from recommenders.text_biencoder import TextBiEncoder, bundled_model_path
 from recommenders.text_search import TextSearchIndex
 
@@ -92,6 +93,38 @@ def test_vectors_equal_sentence_transformers(lean, reference) -> None:
     one_by_one = np.concatenate([lean.encode([q]) for q in QUERIES])  # padding does not change a vector
     np.testing.assert_allclose(one_by_one, ours, atol=1e-6, rtol=0)
     assert lean.encode([]).shape == (0, 384)
+
+
+def test_encode_runs_blas_on_one_thread_and_restores_the_pools(lean) -> None:
+    from threadpoolctl import threadpool_info
+
+    before = [(pool["filepath"], pool["num_threads"]) for pool in threadpool_info()]
+    seen = []
+    token_states = lean.token_states
+
+    def spy(*args):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return token_states(*args)
+
+    lean.token_states = spy
+    try:
+        lean.encode(["calm piano"])
+    finally:
+        del lean.token_states
+    assert seen and set(seen) == {1}
+    assert [(pool["filepath"], pool["num_threads"]) for pool in threadpool_info()] == before
+
+
+def test_gelu_is_the_exact_erf_one() -> None:
+    x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0]]).astype(np.float32)
+    exact = np.array([float(v) * 0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x])  # x * Phi(x)
+    ours = gelu(x)
+    assert ours.dtype == np.float32 and ours.shape == x.shape
+    np.testing.assert_allclose(ours, exact, atol=5e-7, rtol=0)
+    tail = (x < -3) & (x > -12)  # the small negative tail keeps its relative precision
+    np.testing.assert_allclose(ours[tail], exact[tail], rtol=1e-5, atol=0)
+    block = x[:60_000].reshape(3, 20, 1000)  # any shape; blocks span rows
+    np.testing.assert_array_equal(gelu(block), ours[:60_000].reshape(3, 20, 1000))
 
 
 def test_a_saved_fine_tuned_folder_matches_too(reference, tmp_path) -> None:
@@ -173,12 +206,13 @@ def test_lean_load_falls_back_for_unsupported_models(index_folder, tmp_path) -> 
     assert isinstance(TextSearchIndex.load(copy, device="cpu", lean=True).encoder, TextBiEncoder)
 
 
-def test_cli_search_never_imports_sentence_transformers(index_folder) -> None:
+def test_cli_search_never_imports_torch_or_sentence_transformers(index_folder) -> None:
     script = (
         "import sys\n"
         "from pipelines.cli import main\n"
         f"status = main(['search', 'a calm piano piece', '-k', '2', '--storage', {str(index_folder)!r}])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sentence_transformers', 'transformers'))\n"
+        "heavy = sorted(m for m in sys.modules\n"
+        "               if m.split('.')[0] in ('torch', 'sentence_transformers', 'transformers'))\n"
         "print('STATUS', status, 'HEAVY', heavy)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
