@@ -104,7 +104,8 @@ def test_check_names_a_misspelled_option(user_folder, capsys):
     data = {**user_folder["experiment"], "recommenders": {"shallow": {"max_epoch": 2}}}
     code, out = check(user_folder["folder"], data, capsys)
     expected = ("recommenders.shallow.max_epoch: unknown option of shallow; allowed: ['lr', 'batch_size', "
-                "'max_epochs', 'patience', 'eval_k', 'seed', 'device', 'out_dim', 'margin', 'negatives']")
+                "'max_epochs', 'patience', 'eval_k', 'seed', 'device', 'out_dim', 'margin', 'negatives', "
+                "'negative_pool', 'pairs_per_user']")
     assert code == 1 and expected in out
 
 
