@@ -10,6 +10,7 @@ faiss search + filter: benchmarks/anchor_topk.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain, repeat
 
 import faiss
 import numpy as np
@@ -44,6 +45,7 @@ class VectorIndex:
             self._vectors = None
         self.index = index
         self.position = {item: row for row, item in enumerate(self.ids)}
+        self._id_array = np.array(self.ids, dtype=object)  # row -> id, for mapping results out in one take
 
     def search(
         self, queries: np.ndarray, k: int, exclude: Sequence[Sequence[str]] | None = None
@@ -51,19 +53,26 @@ class VectorIndex:
         """Top-`k` ids and scores per query row, best first, skipping each query's `exclude` ids.
         queries: (n, dim) float32. Returns (ids per query, scores (n, <=k) with -inf padding)."""
         queries = l2_normalize(queries) if self.normalize else np.ascontiguousarray(queries, dtype=np.float32)
-        position = self.position
-        excluded = [np.fromiter((position[i] for i in e if i in position), np.int64) for e in exclude] \
-            if exclude is not None else [np.zeros(0, np.int64)] * len(queries)
+        excluded = self.rows_of(exclude) if exclude is not None else [np.zeros(0, np.int64)] * len(queries)
         if self._vectors is None:
             scores, rows = self._faiss_search(queries, k, excluded)
         else:
             scores, rows = self._blas_search(queries, k, excluded)
         kept = np.isfinite(scores)  # kept rows come first in both paths
-        ids = self.ids
-        results = [[ids[r] for r in row[:count]] for row, count in zip(rows.tolist(), kept.sum(1).tolist())]
+        results = self._id_array[rows].tolist()
+        for q in np.flatnonzero(~kept.all(axis=1)):  # fewer than k hits: drop the -inf tail
+            results[q] = results[q][: int(kept[q].sum())]
         padded = np.full((len(queries), k), -np.inf, dtype=np.float32)
         padded[:, : scores.shape[1]] = np.where(kept, scores, -np.inf)
         return results, padded
+
+    def rows_of(self, groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Each group of ids as int64 index rows, ids not in the index left out (one dict pass over all ids)."""
+        lengths = np.fromiter(map(len, groups), np.int64, len(groups))
+        flat = np.fromiter(map(self.position.get, chain.from_iterable(groups), repeat(-1)), np.int64,
+                           int(lengths.sum()))
+        split = np.split(flat, np.cumsum(lengths)[:-1]) if len(groups) else []
+        return [rows[rows >= 0] if len(rows) and rows.min() < 0 else rows for rows in split]
 
     def _blas_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """CPU: scores (n, min(k, n_items)) float32, best first, excluded rows -inf; rows int64 alike."""

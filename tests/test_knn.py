@@ -148,6 +148,14 @@ def test_vector_index_pads_when_fewer_items_than_k():
     assert scores.shape == (1, 5) and np.isinf(scores[0, 2:]).all() and scores[0, 0] > scores[0, 1]
 
 
+def test_exclusions_ignore_unknown_ids_and_empty_groups():
+    index = VectorIndex(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    queries = np.array([[1.0, 0.5, 0.2]] * 3, np.float32)
+    found, _ = index.search(queries, k=2, exclude=[["zzz", "a"], [], ["zzz"]])
+    assert found == [["b", "c"], ["a", "b"], ["a", "b"]]
+    assert [r.tolist() for r in index.rows_of([["c", "nope", "a"], []])] == [[2, 0], []]
+
+
 def test_inner_product_without_normalisation():
     matrix = np.array([[1.0, 0.0], [10.0, 1.0]], np.float32)
     found, _ = VectorIndex(["small", "big"], matrix, normalize=False).search(np.array([[1.0, 0.0]], np.float32), 1)
