@@ -41,6 +41,7 @@ from catalog.ingest import Probe, ingest_folder, read_cache
 from catalog.io import write_table
 from pipelines.definitions import build_definitions
 from pipelines.run import instance_for
+from pipelines.timings import step_seconds
 
 SAMPLE_RATE = 22050  # Hz, of the generated files
 GOAL = 0.10  # run 2 (new batch) over run 1 (full), at most
@@ -88,20 +89,6 @@ def decoded_since(before: dict[str, Probe], after: dict[str, Probe]) -> int:
                              and known.sha256 != probe.sha256):
             count += 1
     return count
-
-
-def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
-    """Seconds from each step's start to its success (or failure), from the run's event log."""
-    starts, ends = {}, {}
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            ends[event.step_key] = entry.timestamp
-    return {key: ends[key] - starts[key] for key in starts if key in ends}
 
 
 PARTS = ("catalog_tables", "embeddings_random", "embeddings_handcrafted", "asset checks", "run overhead")

@@ -4,14 +4,17 @@ Runs left "in progress" by a process that died are marked failed and their concu
 (`pipelines.recovery`). A run has two Dagster runs: the `embed` job (catalog tables and every backbone
 table: ingestion sees new files, and the embedding runner embeds only new or changed catalog batches), then
 the assets of the main job that are missing or stale after it (`pipelines.staleness`). Both are recorded in
-the Dagster instance of $DAGSTER_HOME, else of `<storage>/dagster`, so `dagster dev` shows them.
+the Dagster instance of $DAGSTER_HOME, else of `<storage>/dagster`, so `dagster dev` shows them. Each step's
+wall seconds go to `<storage>/reports/run_steps.md` (`pipelines.timings`).
 """
 from __future__ import annotations
 
 import os
 import resource
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +24,7 @@ from catalog.io import remove_orphan_temp_files
 from pipelines.definitions import EXPERIMENT_VARIABLE, MAIN_JOB, build_definitions
 from pipelines.recovery import pool_report, recover_dead_runs, run_tags, watching_pools
 from pipelines.staleness import STORAGE_TAG, outdated_assets
+from pipelines.timings import step_seconds, write_step_report
 
 
 def instance_for(experiment: Experiment) -> dg.DagsterInstance:
@@ -85,8 +89,11 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
         say(f"musicrec: {line}")
     tags = {**run_tags(), STORAGE_TAG: str(experiment.storage)}
     say(f"musicrec: experiment {experiment.name}: catalog and embeddings")
-    with watching_pools(instance, say):
+    steps, wall = {}, {}
+    with watching_pools(instance, say), _timed("embed", wall):
         embed = execute(defs, experiment, experiment_file, "embed", instance, tags)
+    steps["embed"] = step_seconds(instance, embed.run_id)
+    write_step_report(steps_path(experiment), steps, wall)
     if not embed.success:
         raise RuntimeError(f"the embed run {embed.run_id} failed: {_failure(embed)}")
     outdated = outdated_assets(defs, instance, MAIN_JOB, tables=experiment.storage / "tables",
@@ -95,11 +102,31 @@ def run_experiment(experiment: Experiment, instance: dg.DagsterInstance,
         say("musicrec: every asset is up to date")
         return outdated
     say(f"musicrec: materialising {len(outdated)} missing or stale asset(s)")
-    with watching_pools(instance, say):
+    with watching_pools(instance, say), _timed(MAIN_JOB, wall):
         result = execute(defs, experiment, experiment_file, MAIN_JOB, instance, tags, sorted(outdated))
+    steps[MAIN_JOB] = step_seconds(instance, result.run_id)
+    write_step_report(steps_path(experiment), steps, wall)
+    slowest = sorted(steps[MAIN_JOB].items(), key=lambda kv: -kv[1])[:3]
+    say(f"musicrec: {len(steps[MAIN_JOB])} steps in {wall[MAIN_JOB]:.0f} s; slowest "
+        + ", ".join(f"{key} {seconds:.0f} s" for key, seconds in slowest)
+        + f" (every step: {steps_path(experiment)})")
     if not result.success:
         raise RuntimeError(f"run {result.run_id} failed: {_failure(result)}")
     return outdated
+
+
+def steps_path(experiment: Experiment) -> Path:
+    return experiment.storage / "reports" / "run_steps.md"
+
+
+@contextmanager
+def _timed(name: str, wall: dict[str, float]) -> Iterator[None]:
+    """Store the wall seconds of the block under `name` in `wall` (also when it raises)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        wall[name] = time.perf_counter() - start
 
 
 def _failure(result) -> str:

@@ -72,6 +72,15 @@ def test_musicrec_run_on_a_users_folder_reports_all_three_tables(user_folder):
     stored = pl.read_parquet(user_folder["folder"] / "out" / "tables" / "metrics.parquet")
     assert set(stored["dataset"]) == {"my_tones"} and set(stored["backbone"]) == {"random", "handcrafted",
                                                                                    "my_model", "none"}
+    # every step's wall time, slowest first, each run's steps within its wall time
+    rows = [line.split(" | ") for line in (user_folder["folder"] / "out" / "reports" / "run_steps.md")
+            .read_text().splitlines() if line.startswith("| embed |") or line.startswith("| experiment |")]
+    seconds = {(job.strip("| "), step): float(value.strip(" |")) for job, step, value in rows}
+    assert ("experiment", "model_shallow__handcrafted") in seconds and ("embed", "catalog_tables") in seconds
+    for job in ("embed", "experiment"):
+        steps = [value for (name, step), value in seconds.items() if name == job and step != "**whole run**"]
+        assert 0 < max(steps) <= seconds[(job, "**whole run**")]
+    assert "musicrec: " in run.stdout and " steps in " in run.stdout
 
 
 def check(tmp_path: Path, data: dict, capsys) -> tuple[int, str]:
