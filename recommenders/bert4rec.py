@@ -221,27 +221,15 @@ class Bert4Rec(TrainedScorer):
                                self._hidden_for(None if frozen is None else frozen.shape[1]))
         if frozen is None and self.options.item_init == "cf":
             self._init_items_from_cf(train)
-        histories = histories_from(train)
-        sequences = [self.item_rows(histories[user])[-self.options.max_len:] for user in sorted(histories)]
-        sequences = [s for s in sequences if min(s) < self.net.pad]  # at least one item that can be a target
+        sequences = self.training_sequences(train)
         tokens_played = np.concatenate(sequences)
         plays = np.bincount(tokens_played[tokens_played < self.net.pad], minlength=len(self.item_ids))
         with torch.no_grad():  # start from the popularity prior: Adam would need thousands of steps to learn it
             prior = torch.from_numpy(np.log1p(plays)).float()
             self.net.bias.copy_(prior - prior.mean())
 
-        lengths = np.array([len(s) for s in sequences])
-
-        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            rng = np.random.default_rng([self.options.seed, epoch])
-            for rows in length_batches(lengths, self.options.batch_size, rng):
-                tokens = left_pad([sequences[i] for i in rows], self.net.pad)
-                targets = tokens < self.net.pad  # item positions (not padding, not unknown items)
-                masked = targets & (rng.random(tokens.shape) < self.options.mask_prob)
-                for row in np.flatnonzero(~masked.any(axis=1)):  # at least one masked position per sequence
-                    masked[row, np.flatnonzero(targets[row])[-1]] = True
-                labels = tokens[masked]
-                tokens[masked] = self.net.mask
+        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            for tokens, masked, labels in self.masked_batches(sequences, epoch):
                 yield torch.from_numpy(tokens).to(self.device), torch.from_numpy(np.stack(np.nonzero(masked))), \
                     torch.from_numpy(labels).to(self.device)
 
@@ -258,6 +246,27 @@ class Bert4Rec(TrainedScorer):
             self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
                                      LoopSettings(self.options.max_epochs, self.options.patience, "sequences"))
         return self
+
+    def training_sequences(self, train: pl.DataFrame) -> list[list[int]]:
+        """Each training user's last `max_len` plays as model rows, users sorted, users without a target left out."""
+        histories = histories_from(train)
+        sequences = [self.item_rows(histories[user])[-self.options.max_len:] for user in sorted(histories)]
+        return [s for s in sequences if min(s) < self.net.pad]  # at least one item that can be a target
+
+    def masked_batches(self, sequences: list[list[int]], epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """One epoch's training batches (seeded by `seed` and `epoch`): tokens (b, L) int64 left-padded with the
+        masked positions set to the mask token, the mask (b, L) bool, and the masked positions' labels (m,)."""
+        rng = np.random.default_rng([self.options.seed, epoch])
+        lengths = np.array([len(s) for s in sequences])
+        for rows in length_batches(lengths, self.options.batch_size, rng):
+            tokens = left_pad([sequences[i] for i in rows], self.net.pad)
+            targets = tokens < self.net.pad  # item positions (not padding, not unknown items)
+            masked = targets & (rng.random(tokens.shape) < self.options.mask_prob)
+            for row in np.flatnonzero(~masked.any(axis=1)):  # at least one masked position per sequence
+                masked[row, np.flatnonzero(targets[row])[-1]] = True
+            labels = tokens[masked]
+            tokens[masked] = self.net.mask
+            yield tokens, masked, labels
 
     def _init_items_from_cf(self, train: pl.DataFrame) -> None:
         """Start the learned item table from the rank-`hidden` CF factors of the training plays
