@@ -145,6 +145,7 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
                    if any(a.key.to_user_string() == name for a in assets)}
     search_deps = ["search_index"] if experiment.runs("text_search") else []
     similar_backbone = None if similar is None else {"name": experiment.backbone_class(similar).name,
+                                                     "module": experiment.backbone_class(similar).__module__,
                                                      "options": experiment.backbone_options(similar)}
 
     @dg.asset(group_name="serving", code_version=SERVING_CODE_VERSION, automation_condition=RERUN_WHEN_STALE,

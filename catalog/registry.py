@@ -10,8 +10,9 @@ A registered class declares, once, on itself:
 Each registry adds its own declarations (backbones: audio or not, tag names; recommenders: content, cold
 start, side tables).
 
-Every module of the registry's package is imported on first lookup, so a new class is one module in the
-package; a class elsewhere (a test, a user's plugin) registers when its module is imported.
+Every module of the registry's package is imported on the first lookup of a name not yet registered, so a
+new class is one module in the package; a class elsewhere (a test, a user's plugin) registers when its module
+is imported. A lookup that names the class's module (`get(name, module=...)`) imports that module alone.
 """
 from __future__ import annotations
 
@@ -102,9 +103,17 @@ class Registry(Generic[T]):
             for module in pkgutil.iter_modules(package.__path__):
                 importlib.import_module(f"{self.package}.{module.name}")
 
-    def get(self, name: str) -> T:
-        """The class registered as `name`; KeyError naming the known ones."""
-        self._discover()
+    def get(self, name: str, module: str | None = None) -> T:
+        """The class registered as `name`; KeyError naming the known ones. With `module` (where the class is
+        defined), that module alone is imported first, and the package's other modules only if it does not
+        register `name`: a lookup then costs one module's imports, not every class's."""
+        if module is not None and name not in self._classes:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass  # moved or renamed since it was recorded: discovery below finds the class or names the known
+        if name not in self._classes:
+            self._discover()
         if name not in self._classes:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self._classes)}")
         return self._classes[name]

@@ -10,14 +10,15 @@ MAX_SECONDS = 600.0
 
 
 def create_backbone(manifest: dict):
-    """The backbone named by a release manifest (`similar_backbone`: name and options); LookupError when the
+    """The backbone named by a release manifest (`similar_backbone`: name, options and the module that
+    registers it, imported alone so that a query loads only its backbone's libraries); LookupError when the
     release has none that reads audio."""
     from embedders.base import BACKBONES
 
     spec = manifest.get("similar_backbone")
     if not spec:
         raise LookupError("this release has no content backbone to embed audio with (serve.similar)")
-    cls = BACKBONES.get(spec["name"])
+    cls = BACKBONES.get(spec["name"], module=spec.get("module"))
     if not cls.needs_audio:
         raise LookupError(f"the release's similar-tracks table comes from `{spec['name']}`, which reads no audio")
     return cls(**spec["options"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -23,9 +24,14 @@ _loaded: OrderedDict[str, object] = OrderedDict()  # per worker process: key -> 
 
 
 def _start_worker(threads: int) -> None:
-    import torch
+    """Cap the worker's compute threads without importing torch (the numpy query encoder never needs it):
+    the BLAS numpy already loaded through threadpoolctl, torch (if a backbone imports it later) and any other
+    OpenMP library through the environment they read at import."""
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(threads)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    threadpool_limits(threads)
 
 
 def _cached(key: str, load):

@@ -457,3 +457,28 @@ def test_hot_swap_under_load(release, tmp_path):
     assert errors == [], errors[:5]
     assert seen.get(first, 0) > 0 and seen.get(second, 0) > 0, seen
     assert first != second
+
+
+def test_an_audio_query_imports_only_its_backbones_module(tmp_path):
+    """The manifest names the backbone's module, so embedding one file with the handcrafted backbone loads
+    neither torch nor transformers (the other backbones' libraries); the vector equals the backbone's own."""
+    import soundfile as sf
+
+    path = tmp_path / "tone.wav"
+    sf.write(path, 0.3 * np.sin(np.linspace(0, 2 * np.pi * 440 * 3, 3 * 22050)).astype(np.float32), 22050)
+    code = ("import json, sys; from serving.audio_query import embed_file; "
+            "v = embed_file({'similar_backbone': {'name': 'handcrafted', 'module': 'embedders.handcrafted', "
+            f"'options': {{}}}}}}, {str(path)!r}); "
+            "print(json.dumps({'heavy': sorted(m for m in ('torch', 'transformers') if m in sys.modules), "
+            "'vector': v.tolist()}))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    from embedders.audio import load_mono
+    from embedders.handcrafted import HandcraftedEmbedder
+
+    backbone = HandcraftedEmbedder()
+    expected = backbone.embed([load_mono(path, backbone.sample_rate, 600.0)])[0]
+    np.testing.assert_allclose(out["vector"], expected, rtol=1e-5, atol=1e-6)
