@@ -34,19 +34,31 @@ from embedders.runner import (
 )
 from embedders.tags import TagView, tags_by_label, top_tags
 
+# the backbone last constructed: (run id, table) -> it. A run's plan step and each of its batch steps then share
+# one construction (one weight load) when they run in one process; a new run constructs afresh, so a changed
+# weight or vector file is always read again.
+_last_backbone: dict[tuple[str, str], Embedder] = {}
 
-def create_backbone(experiment: Experiment, table: str, storage: StorageResource) -> tuple[Embedder, object]:
-    """Construct the backbone of `table` (this loads its weights) and the folder its audio is read from.
-    Fails the step with a message naming the experiment key when the weights or the audio are missing."""
+
+def create_backbone(experiment: Experiment, table: str, storage: StorageResource,
+                    run_id: str) -> tuple[Embedder, object]:
+    """The backbone of `table` (constructed, which loads its weights, once per run and process) and the
+    folder its audio is read from. Fails the step with a message naming the experiment key when the weights
+    or the audio are missing."""
     cls = experiment.backbone_class(table)
     root = audio_root(experiment.catalog, storage)
     if cls.needs_audio and root is None:
         raise dg.Failure(f"backbones.{table}: backbone {cls.name} reads audio, but the catalog has none "
                          f"(set the catalog's `audio` folder)")
-    try:
-        return cls(**experiment.backbone_options(table)), root
-    except (FileNotFoundError, ValueError) as error:
-        raise dg.Failure(f"backbones.{table}: {error}") from error
+    key = (run_id, table)
+    if key not in _last_backbone:
+        try:
+            backbone = cls(**experiment.backbone_options(table))
+        except (FileNotFoundError, ValueError) as error:
+            raise dg.Failure(f"backbones.{table}: {error}") from error
+        _last_backbone.clear()  # one slot: a model's memory is not held past its table's steps
+        _last_backbone[key] = backbone
+    return _last_backbone[key], root
 
 
 def mapping_key(batch: str) -> str:
@@ -70,13 +82,7 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
     @retried_when_transient
     def plan(context: dg.OpExecutionContext, tracks: pl.DataFrame, storage: StorageResource):
         """One output per catalog batch to embed; warns about vectors of ids the catalog lacks."""
-        embedder, _ = create_backbone(experiment, table, storage)
-        unknown = getattr(embedder, "unknown_ids", None)
-        if unknown is not None:
-            outside = unknown(tracks["track_id"].to_list())
-            if outside:
-                context.log.warning(f"backbones.{table}: {len(outside)} vector(s) of ids not in the catalog, "
-                                    f"first {outside[:5]}")
+        embedder, _ = create_backbone(experiment, table, storage, context.run_id)
         stale = stale_batches(embedder, tracks, storage.path("embeddings", table), long=long)
         context.log.info(f"{table}: {len(stale)} of {tracks['batch'].n_unique()} catalog batches to embed")
         for batch in stale:
@@ -88,7 +94,7 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
     def embed(context: dg.OpExecutionContext, batch: str, tracks: pl.DataFrame,
               storage: StorageResource) -> tuple[str, int]:
         """Embed one catalog batch; returns (the batch, its number of failed tracks)."""
-        embedder, root = create_backbone(experiment, table, storage)
+        embedder, root = create_backbone(experiment, table, storage, context.run_id)
         return batch, embed_batch(embedder, tracks, batch, root or ".", storage.path("embeddings", table),
                                   progress=context.log.info, long=long)
 
@@ -103,9 +109,18 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
         fingerprints = [read_metadata(f)["fingerprint"] for f in embedding_files(out_dir)]
         version = hashlib.sha256("".join(fingerprints).encode()).hexdigest()[:16]
         done = sorted(batch for batch, _ in embedded)
-        yield dg.Output(None, data_version=dg.DataVersion(version), metadata={
-            "embedded_batches": done, "skipped_batches": sorted(set(tracks["batch"].unique().to_list()) - set(done)),
-            "removed_batches": removed, "failed_tracks": sum(failed for _, failed in embedded), "path": str(out_dir)})
+        metadata = {"embedded_batches": done,
+                    "skipped_batches": sorted(set(tracks["batch"].unique().to_list()) - set(done)),
+                    "removed_batches": removed, "failed_tracks": sum(failed for _, failed in embedded),
+                    "path": str(out_dir)}
+        if callable(getattr(cls, "unknown_ids", None)):  # a backbone of given vectors: ids beyond the catalog
+            embedder, _ = create_backbone(experiment, table, storage, context.run_id)
+            outside = embedder.unknown_ids(tracks["track_id"].to_list())
+            if outside:
+                context.log.warning(f"backbones.{table}: {len(outside)} vector(s) of ids not in the catalog, "
+                                    f"first {outside[:5]}")
+            metadata["vectors_not_in_catalog"] = len(outside)
+        yield dg.Output(None, data_version=dg.DataVersion(version), metadata=metadata)
 
     @dg.graph_asset(
         name=f"embeddings_{table}",
@@ -141,7 +156,7 @@ def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
     @retried_when_transient
     def tags(context: dg.AssetExecutionContext, tracks: pl.DataFrame, storage: StorageResource) -> pl.DataFrame:
         out_dir = storage.path("tags", table)
-        embedder, root = create_backbone(experiment, table, storage)
+        embedder, root = create_backbone(experiment, table, storage, context.run_id)
         tagger = TagView(embedder)
         long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
         result = embed_catalog(tagger, tracks, root, out_dir, progress=context.log.info, long=long)

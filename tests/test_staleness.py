@@ -84,3 +84,29 @@ def test_code_version_bump_reruns_only_that_backbone(catalog_setup, monkeypatch)
     assert "embeddings_handcrafted" in stale
     assert {"model_knn__handcrafted", "eval_knn__handcrafted", "report"} <= stale
     assert not stale & {"embeddings_random", "model_knn__random", "eval_knn__random", "hot_train", "tracks"}
+
+
+def test_given_vectors_report_ids_outside_the_catalog_and_the_backbone_is_built_once_per_run(tmp_path, monkeypatch):
+    import numpy as np
+    import polars as pl
+
+    from catalog.io import ItemVectors, write_embeddings
+    from embedders.precomputed import PrecomputedEmbedder
+
+    interactions = make_folder_catalog(tmp_path / "catalog")
+    ids = sorted(pl.read_parquet(interactions)["track_id"].unique().to_list()) + ["gone/a", "gone/b"]
+    write_embeddings(ItemVectors(ids, np.eye(len(ids), 8, dtype=np.float32)), tmp_path / "mine.parquet", {})
+    experiment = parse_experiment({
+        "name": "given", "storage": str(tmp_path / "storage"),
+        "catalog": {"kind": "folder", "folder": str(tmp_path / "catalog"), "interactions": str(interactions)},
+        "backbones": {"mine": {"backbone": "precomputed", "path": str(tmp_path / "mine.parquet")}},
+        "recommenders": {"knn": {}}, "baselines": [], "studies": ["hot"]})
+    built = []
+    original = PrecomputedEmbedder.__init__
+    monkeypatch.setattr(PrecomputedEmbedder, "__init__", lambda self, **o: (built.append(1), original(self, **o))[1])
+    result = run_assets(build_definitions(experiment), "embed", dg.DagsterInstance.ephemeral())
+    meta = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("embeddings_mine"))
+    assert meta["vectors_not_in_catalog"].value == 2
+    assert embedded_batches(result, "mine") == ["b000", "b001"]
+    assert len(built) == 1  # plan, both batch steps and collect share one construction
