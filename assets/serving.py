@@ -58,7 +58,8 @@ def merge_similar(previous: pl.DataFrame, vectors: ItemVectors, k: int) -> pl.Da
     position = vectors.index_of()
     if not known or any(t not in position for t in known) or previous["rank"].max() < min(k, len(known) - 1):
         return None
-    new = [t for t in vectors.ids if t not in set(known)]
+    known_set = set(known)
+    new = [t for t in vectors.ids if t not in known_set]
     if not new:
         return previous
     fresh = vectors.subset(new)
