@@ -73,7 +73,8 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
     A graph of three kinds of step, so that an executor can give each catalog batch a worker of its own
     (`multiprocess`: a process each; `k8s`: a pod each, GPU steps requesting a GPU):
     `plan_<table>` lists the batches whose table is missing or out of date (one dynamic output each),
-    `embed_<table>[<batch>]` embeds one batch (in the `gpu` pool when the backbone needs a GPU), and
+    `embed_<table>[<batch>]` embeds one batch (in the `gpu` pool when the backbone needs a GPU; a tagging
+    backbone's tag tables come from the same forward, so `tags_<table>` finds them up to date), and
     `collect_<table>` removes tables of batches gone from the catalog and reports the asset's data version."""
     cls = experiment.backbone_class(table)
     long = LongTracks(max_chunks=experiment.backbones[table].long_track_chunks)
@@ -96,7 +97,8 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
         """Embed one catalog batch; returns (the batch, its number of failed tracks)."""
         embedder, root = create_backbone(experiment, table, storage, context.run_id)
         return batch, embed_batch(embedder, tracks, batch, root or ".", storage.path("embeddings", table),
-                                  progress=context.log.info, long=long)
+                                  progress=context.log.info, long=long,
+                                  tags_dir=storage.path("tags", table) if cls.tag_names else None)
 
     @dg.op(name=f"collect_{table}", out=dg.Out(dg.Nothing))
     @retried_when_transient
@@ -139,12 +141,14 @@ def build_embedding_asset(experiment: Experiment, table: str) -> dg.AssetsDefini
 
 
 def build_tags_asset(experiment: Experiment, table: str) -> dg.AssetsDefinition:
-    """`tags_<table>` for a tagging backbone (its class declares `tag_names`)."""
+    """`tags_<table>` for a tagging backbone (its class declares `tag_names`). It runs after `embeddings_<table>`,
+    whose batch steps write the tag tables from the same forward: it embeds only batches still missing."""
     cls = experiment.backbone_class(table)
 
     @dg.asset(
         name=f"tags_{table}",
         group_name="embeddings",
+        deps=[f"embeddings_{table}"],
         code_version=f"{code_version(cls, experiment.backbone_options(table))}.{RUNNER_VERSION}"
                      f".{experiment.backbones[table].long_track_chunks}",
         description=f"The {len(cls.tag_names)} tag probabilities of `{table}` per track (tags/{table}/, one table "

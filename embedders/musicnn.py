@@ -326,20 +326,23 @@ class MusiCNNEmbedder(Backbone):
                                   for field in ("taggram", "mean_pool", "max_pool", "penultimate")))
         return counts, merged
 
-    def _track_means(self, waveforms: Sequence[np.ndarray], field: str, width: int) -> np.ndarray:
+    def embed_and_tags(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, 200 + 50) float32 from one forward: per track the mean over its patches of the penultimate layer,
+        then of the tag probabilities."""
+        width = self.dim + len(self.tag_names)
         if len(waveforms) == 0:
             return np.zeros((0, width), np.float32)
         counts, outputs = self.patch_outputs(waveforms)
-        per_patch = getattr(outputs, field)
-        return torch.stack([chunk.mean(dim=0) for chunk in per_patch.split(counts)]).numpy().astype(np.float32)
+        both = torch.cat([outputs.penultimate, outputs.taggram], dim=1)
+        return torch.stack([chunk.mean(dim=0) for chunk in both.split(counts)]).numpy().astype(np.float32)
 
     def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """(n, 200) float32: mean over each track's patches of the penultimate layer."""
-        return self._track_means(waveforms, "penultimate", self.dim)
+        return np.ascontiguousarray(self.embed_and_tags(waveforms)[:, : self.dim])
 
     def tags(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         """(n, 50) float32: mean over each track's patches of the tag probabilities (names: `tag_names`)."""
-        return self._track_means(waveforms, "taggram", len(self.tag_names))
+        return np.ascontiguousarray(self.embed_and_tags(waveforms)[:, self.dim:])
 
     def provenance(self) -> dict[str, str]:
         return {

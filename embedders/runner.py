@@ -24,6 +24,7 @@ from catalog.io import ItemVectors, read_embeddings, read_metadata, write_embedd
 from catalog.schemas import FAILURES
 from embedders.audio import AudioDecodeError, duration_seconds, load_mono, mono_chunks
 from embedders.base import Embedder
+from embedders.tags import EmbeddingWithTags
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "1"  # of this runner's decoding / pooling policy
@@ -248,24 +249,42 @@ def stale_batches(embedder: Embedder, tracks: pl.DataFrame, out_dir: str | Path,
 
 def embed_batch(embedder: Embedder, tracks: pl.DataFrame, batch: str, catalog_root: str | Path,
                 out_dir: str | Path, batch_size: int = 16, max_seconds: float | None = None,
-                progress: Callable[[str], None] = log.info, long: LongTracks = LongTracks()) -> int:
+                progress: Callable[[str], None] = log.info, long: LongTracks = LongTracks(),
+                tags_dir: str | Path | None = None) -> int:
     """Embed catalog batch `batch` of `tracks` into `out_dir/<batch>.parquet` (embeddings, with the batch's
     fingerprint and provenance in its metadata) and `out_dir/<batch>.failures.parquet`; returns the number of
-    failed tracks. `long` is the long-track policy (recorded in the metadata)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    failed tracks. `long` is the long-track policy (recorded in the metadata). With `tags_dir`, a tagging
+    backbone's tag probabilities come from the same forward and go to `tags_dir/<batch>.parquet`, written as
+    `embed_catalog(TagView(embedder), ...)` would write them (so the tags asset finds them up to date)."""
     batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
     progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
-    result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
-    write_table(result.failures, "failures", out / f"{batch}.failures.parquet")
+    if tags_dir is None:
+        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
+        _write_batch(embedder, result.vectors, result.failures, batch_tracks, batch, out_dir, max_seconds, long)
+        return result.failures.height
+    both = EmbeddingWithTags(embedder)
+    result = embed_tracks(both, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
+    ids, matrix = result.vectors.ids, result.vectors.matrix
+    for part, columns, folder in ((embedder, slice(0, embedder.dim), out_dir),
+                                  (both.tagging, slice(embedder.dim, both.dim), tags_dir)):
+        _write_batch(part, ItemVectors(ids, np.ascontiguousarray(matrix[:, columns])), result.failures, batch_tracks,
+                     batch, folder, max_seconds, long)
+    return result.failures.height
+
+
+def _write_batch(embedder: Embedder, vectors: ItemVectors, failures: pl.DataFrame, batch_tracks: pl.DataFrame,
+                 batch: str, out_dir: str | Path, max_seconds: float | None, long: LongTracks) -> None:
+    """One batch's failures table, then its vectors with the fingerprint and provenance of `embedder`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(failures, "failures", out / f"{batch}.failures.parquet")
     metadata = {
         "backbone": embedder.name, "version": embedder.version, "sample_rate": str(embedder.sample_rate),
         "fingerprint": batch_fingerprint(embedder, batch_tracks, max_seconds, long), "catalog_batch": batch,
         "runner_version": CODE_VERSION, "max_seconds": str(max_seconds), "long_tracks": long.describe(),
         **{k: str(v) for k, v in embedder.provenance().items()},
     }
-    write_embeddings(result.vectors, out / f"{batch}.parquet", metadata)
-    return result.failures.height
+    write_embeddings(vectors, out / f"{batch}.parquet", metadata)
 
 
 def remove_gone_batches(tracks: pl.DataFrame, out_dir: str | Path) -> list[str]:

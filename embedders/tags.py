@@ -2,8 +2,9 @@
 
 `TagView` presents a tagger (an embedder with `tags(waveforms) -> (n, n_tags)` and `tag_names`) as an
 Embedder of dim n_tags, so that the runner's decoding, batching, per-track failures and per-batch incremental
-tables serve tags exactly as they serve embeddings. `top_tags` and `tags_by_label` turn the stored
-probabilities into readable tables.
+tables serve tags exactly as they serve embeddings; `EmbeddingWithTags` gives both from one forward, so the
+embedding step writes the tag tables too and the tags asset finds them up to date. `top_tags` and
+`tags_by_label` turn the stored probabilities into readable tables.
 """
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ class TagView:
     def provenance(self) -> dict[str, str]:
         return {**self.tagger.provenance(), "pooling": "mean over patches of the tag probabilities",
                 "tag_names": ",".join(self.tag_names)}
+
+
+class EmbeddingWithTags:
+    """A tagger seen as an Embedder whose vector is its embedding followed by its tag probabilities, shape
+    (n, dim + len(tag_names)), from one forward when the tagger has `embed_and_tags(waveforms)` (else `embed`
+    and `tags`, two). The runner embeds a batch through it once and writes each part as its own table
+    (`embedders.runner.embed_batch(..., tags_dir=)`)."""
+
+    def __init__(self, tagger: Embedder) -> None:
+        self.embedding, self.tagging = tagger, TagView(tagger)
+        self.name = f"{tagger.name}+tags"
+        self.sample_rate = tagger.sample_rate
+        self.dim = tagger.dim + self.tagging.dim
+        self.version = tagger.version
+
+    def embed(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        fused = getattr(self.embedding, "embed_and_tags", None)
+        if fused is not None:
+            return fused(waveforms)
+        return np.hstack([self.embedding.embed(waveforms), self.embedding.tags(waveforms)])
+
+    def provenance(self) -> dict[str, str]:
+        return self.embedding.provenance()
 
 
 def top_tags(probabilities: ItemVectors, tag_names: Sequence[str], k: int = 5) -> pl.DataFrame:

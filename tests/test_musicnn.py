@@ -197,3 +197,34 @@ class HandcraftedEmbedderStub:
 
     def embed(self, waveforms):
         return np.zeros((len(waveforms), 2), np.float32)
+
+
+def test_one_forward_writes_the_embedding_and_the_tag_tables(mtt: MusiCNNEmbedder, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """`embed_batch(..., tags_dir=)` runs the model once per batch and writes both tables; the tags pass then
+    finds every batch up to date, and each table equals what its own pass would have written."""
+    import polars as pl
+    import soundfile as sf
+
+    from embedders.runner import embed_batch, embed_catalog, read_backbone
+    from embedders.tags import TagView
+
+    rng = np.random.default_rng(0)
+    waves = {f"t{i}": (0.1 * rng.standard_normal(SR * 4)).astype(np.float32) for i in range(3)}
+    for track_id, wave in waves.items():
+        sf.write(str(tmp_path / f"{track_id}.wav"), wave, SR, subtype="FLOAT")
+    tracks = pl.DataFrame({"track_id": list(waves), "audio_path": [f"{t}.wav" for t in waves],
+                           "sha256": list(waves), "batch": ["b0"] * 3})
+    forwards = []
+    original = MusiCNNEmbedder.patch_outputs
+    monkeypatch.setattr(MusiCNNEmbedder, "patch_outputs",
+                        lambda self, w: (forwards.append(len(w)), original(self, w))[1])
+    assert embed_batch(mtt, tracks, "b0", tmp_path, tmp_path / "emb", progress=lambda _: None,
+                       tags_dir=tmp_path / "tags") == 0
+    assert forwards == [3]
+    again = embed_catalog(TagView(mtt), tracks, tmp_path, tmp_path / "tags", progress=lambda _: None)
+    assert again.embedded == [] and again.skipped == ["b0"] and forwards == [3]
+    embedded, tagged = read_backbone(tmp_path / "emb"), read_backbone(tmp_path / "tags")
+    ordered = [waves[t] for t in embedded.ids]
+    np.testing.assert_allclose(embedded.matrix, mtt.embed(ordered), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tagged.matrix, mtt.tags(ordered), rtol=1e-5, atol=1e-6)

@@ -93,6 +93,9 @@ def test_one_embedding_table_per_catalog_batch(pipeline, tiny_catalog):
             assert vectors.dim == dim
         meta = embedding_metadata(result, backbone)
         assert (meta["embedded_batches"], meta["skipped_batches"], meta["failed_tracks"]) == (BATCHES, [], 0)
+    # MusiCNN's tag tables came from the embedding steps' forward: the tags asset had nothing left to run
+    (tags,) = result.asset_materializations_for_node("tags_musicnn_mtt")
+    assert (tags.metadata["embedded_batches"].value, tags.metadata["skipped_batches"].value) == ([], BATCHES)
 
 
 def test_second_run_embeds_nothing(pipeline):
