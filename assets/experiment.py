@@ -168,11 +168,12 @@ class Metrics(Strict):
 
 class ColdStart(Strict):
     """The cold-start study: every recommender of the experiment that ranks new tracks, compared with
-    `reference` (a registered recommender, options from `recommenders` or `baselines` when listed there),
-    each fit once per seed in `seeds`; `k` is the report's cutoff; `holdout_artists` the fraction of artists
-    withheld from training so that new artists exist."""
+    `reference` (a registered recommender, options from `recommenders` or `baselines` when listed there, else
+    from `options`), each fit once per seed in `seeds`; `k` is the report's cutoff; `holdout_artists` the
+    fraction of artists withheld from training so that new artists exist."""
 
     reference: str = "acarec"
+    options: dict[str, Any] = Field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
     k: int = 20
     holdout_artists: float = Field(0.2, ge=0, lt=1)
@@ -269,6 +270,8 @@ class Experiment(Strict):
 
     def recommender_entry(self, name: str) -> RecommenderEntry:
         entry = self.recommenders.get(name) or self.baselines.get(name)
+        if entry is None and name == self.cold_start.reference:
+            return RecommenderEntry(**self.cold_start.options)
         return entry if entry is not None else RecommenderEntry()
 
     def recommender_class(self, name: str) -> type[Recommender]:
@@ -388,11 +391,20 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
             problems.append(f"serve.{key}: {table!r} is not a backbone table; tables: {sorted(experiment.backbones)}")
     if experiment.runs("cold_start"):
         reference = experiment.cold_start.reference
+        cold_start = experiment.cold_start
         try:
-            if not experiment.recommender_class(reference).ranks_new_tracks:
+            cls = experiment.recommender_class(reference)
+            if not cls.ranks_new_tracks:
                 problems.append(f"cold_start.reference: {reference} cannot rank new tracks")
+            if cold_start.options and reference in {**experiment.recommenders, **experiment.baselines}:
+                problems.append(f"cold_start.options: {reference} is listed under recommenders or baselines; "
+                                "give its options there")
+            options, found = check_options(cls, cold_start.options, "cold_start.options")
+            problems += found
+            cold_start = cold_start.model_copy(update={"options": options})
         except KeyError as error:
             problems.append(f"cold_start.reference: {error.args[0]}")
+        return experiment.model_copy(update={"backbones": tables, "cold_start": cold_start, **groups}), problems
     return experiment.model_copy(update={"backbones": tables, **groups}), problems
 
 

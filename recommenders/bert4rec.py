@@ -2,10 +2,12 @@
 
 Two transformer layers, two heads, FFN 256; the hidden size is the item dimension, or a linear projection of
 it when the dimension is large (> `max_hidden`) or not divisible by the heads; the output layer is tied to the
-(projected) item table. Training masks 20 % of the item positions (at least one per sequence) of each user's
-last `max_len` plays; recommendation appends a mask token to the user's last `max_len − 1` plays. A play of a
-track outside the model's items (a learned table cut to `max_items`, a track without a vector) stays in the
-sequence as one shared unknown-item token: it keeps its place in the context but is never a target.
+(projected) item table. A frozen table is scaled by one scalar to root-mean-square row norm 1 (`scaled_table`;
+on the synthetic 5k catalog, validation NDCG@50 after 3 epochs .073 unscaled, .241 scaled). Training masks
+20 % of the item positions (at least one per sequence) of each user's last `max_len` plays; recommendation
+appends a mask token to the user's last `max_len − 1` plays. A play of a track outside the model's items (a
+learned table cut to `max_items`, a track without a vector) stays in the sequence as one shared unknown-item
+token: it keeps its place in the context but is never a target.
 A learned table starts at random (BERT's init) or, with `item_init="cf"`, from the rank-`hidden` SVD factors
 of the training plays: on sparse real plays (Music4All-Onion, README) only the latter beats popularity.
 
@@ -47,7 +49,7 @@ from recommenders.training import (
     validation_metric,
 )
 
-CF_INIT_NORM = 1.0  # root-mean-square row norm of a CF-initialised item table (item_init="cf")
+ITEM_TABLE_NORM = 1.0  # root-mean-square row norm of a frozen or CF-initialised item table
 
 
 class Bert4RecNet(nn.Module):
@@ -125,6 +127,14 @@ class Bert4RecNet(nn.Module):
         return states @ items.T + self.bias
 
 
+def scaled_table(table: torch.Tensor) -> torch.Tensor:
+    """(n, d) item table times one scalar, so its root-mean-square row norm is ITEM_TABLE_NORM (directions and
+    relative norms kept). The logits are dot products with layer-normed states (norm about sqrt(hidden)): a raw
+    audio table of norm ~20 makes them hundreds wide and the softmax one-hot from the first step."""
+    rms = float(table.pow(2).sum(1).mean().sqrt()) or 1.0
+    return table * (ITEM_TABLE_NORM / rms)
+
+
 def left_pad(sequences: Sequence[Sequence[int]], pad: int) -> np.ndarray:
     """(b, max length) int64 array, each sequence right-aligned, `pad` before it."""
     width = max(len(s) for s in sequences)
@@ -169,7 +179,7 @@ class Bert4Rec(TrainedScorer):
     """BERT4Rec; `fit(train, items=None)` or `learned_items=True` learns the item table, else freezes `items`."""
 
     name = "bert4rec"
-    version = "2"  # 2: fused attention, no dropout inside the FFN nor (by default) on the attention weights
+    version = "3"  # 2: fused attention, no FFN-inner dropout; 3: frozen table scaled to RMS row norm 1
     fits_played_items_only = True  # vectors reach fit through align_items
 
     @dataclass(frozen=True)
@@ -216,7 +226,7 @@ class Bert4Rec(TrainedScorer):
             self.item_ids, frozen = most_played_items(train, self.options.max_items), None
         else:
             train, vectors = align_items(train, items, self.name)
-            self.item_ids, frozen = vectors.ids, torch.from_numpy(vectors.matrix).float()
+            self.item_ids, frozen = vectors.ids, scaled_table(torch.from_numpy(vectors.matrix).float())
         self.net = self._build(len(self.item_ids), frozen,
                                self._hidden_for(None if frozen is None else frozen.shape[1]))
         if frozen is None and self.options.item_init == "cf":
@@ -270,12 +280,11 @@ class Bert4Rec(TrainedScorer):
 
     def _init_items_from_cf(self, train: pl.DataFrame) -> None:
         """Start the learned item table from the rank-`hidden` CF factors of the training plays
-        (`cf.cf_item_factors`), rows scaled to root-mean-square norm `CF_INIT_NORM`."""
+        (`cf.cf_item_factors`), rows scaled to root-mean-square norm `ITEM_TABLE_NORM`."""
         hidden = self.net.item_table.shape[1]
         factors = cf_item_factors(train, hidden, self.options.seed).subset(self.item_ids).matrix
-        rms = float(np.sqrt((factors ** 2).sum(1).mean())) or 1.0
         with torch.no_grad():
-            self.net.item_table.copy_(torch.from_numpy(factors * (CF_INIT_NORM / rms)).float())
+            self.net.item_table.copy_(scaled_table(torch.from_numpy(factors).float()))
 
     def item_rows(self, items: Sequence[str]) -> list[int]:
         """Rows of `items` in order, an item unknown to the model as the unknown-item token (row n_items + 2)."""

@@ -9,6 +9,7 @@ import yaml
 from conftest import demo_experiment
 
 from assets.experiment import REPO_ROOT, STUDIES, ExperimentError, load_experiment, parse_experiment
+from catalog.registry import option_names
 from pipelines.definitions import MAIN_JOB, build_definitions
 
 SMALL = dict(backbones={"random": {}}, recommenders={"knn": {}}, baselines=[])
@@ -26,10 +27,11 @@ def problems_of(data: dict, tmp_path: Path) -> list[str]:
     return caught.value.problems
 
 
-@pytest.mark.parametrize("name", ["demo", "folder", "music4all_onion"])
+@pytest.mark.parametrize("name", ["demo", "folder", "music4all_onion", "journal_scale"])
 def test_shipped_experiment_files_are_valid(name):
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
-    assert experiment.catalog.kind == {"demo": "demo", "folder": "folder", "music4all_onion": "music4all_onion"}[name]
+    assert experiment.catalog.kind == {"demo": "demo", "folder": "folder", "music4all_onion": "music4all_onion",
+                                       "journal_scale": "synthetic"}[name]
     assert experiment.twin() == "random"
     assert experiment.storage == REPO_ROOT / "storage" / ("" if name == "demo" else experiment.name)
 
@@ -103,6 +105,20 @@ def test_options_are_converted_to_their_declared_types(tmp_path):
                                    "recommenders": {"shallow": {"lr": "1e-3"}}})  # YAML reads 1e-3 as a string
     assert experiment.backbone_options("random") == {"dim": 16}
     assert experiment.recommender_options("shallow") == {"lr": 0.001}
+
+
+def test_cold_start_reference_takes_its_options_from_the_study(tmp_path):
+    base = {"storage": str(tmp_path), "catalog": {"kind": "demo"}, "backbones": {"random": {}},
+            "recommenders": {"knn": {}}, "studies": ["hot", "cold_start"]}
+    experiment = parse_experiment({**base, "cold_start": {"options": {"max_epochs": "2"}}})
+    assert experiment.cold_start.reference == "acarec"
+    assert experiment.recommender_options("acarec") == {"max_epochs": 2}
+    assert problems_of({**base, "cold_start": {"options": {"max_epoch": 2}}}, tmp_path) == [
+        "cold_start.options.max_epoch: unknown option of acarec; allowed: "
+        f"{list(option_names(experiment.recommender_class('acarec')))}"]
+    listed = {**base, "recommenders": {"knn": {}, "acarec": {}}, "cold_start": {"options": {"max_epochs": 2}}}
+    assert "cold_start.options: acarec is listed under recommenders or baselines; give its options there" in \
+        problems_of(listed, tmp_path)
 
 
 def test_hot_only_experiment_has_no_study_assets_or_jobs(tmp_path):
