@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 
 import faiss
 import numpy as np
@@ -67,12 +68,19 @@ class VectorIndex:
         return results, padded
 
     def rows_of(self, groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Each group of ids as int64 index rows, ids not in the index left out (one dict pass over all ids)."""
+        """Each group of ids as int64 index rows, ids not in the index left out. One C-level pass over all ids
+        (`itemgetter`) when every id is known, else a `dict.get` pass that drops the unknown ones."""
         lengths = np.fromiter(map(len, groups), np.int64, len(groups))
-        flat = np.fromiter(map(self.position.get, chain.from_iterable(groups), repeat(-1)), np.int64,
-                           int(lengths.sum()))
+        flat_ids = list(chain.from_iterable(groups))
+        try:
+            found = itemgetter(*flat_ids)(self.position) if len(flat_ids) > 1 else \
+                [self.position[item] for item in flat_ids]
+            unknown = False
+        except KeyError:
+            found, unknown = list(map(self.position.get, flat_ids, repeat(-1))), True
+        flat = np.array(found, np.int64).reshape(-1)
         split = np.split(flat, np.cumsum(lengths)[:-1]) if len(groups) else []
-        return [rows[rows >= 0] if len(rows) and rows.min() < 0 else rows for rows in split]
+        return [rows[rows >= 0] for rows in split] if unknown else split
 
     def _blas_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """CPU: scores (n, min(k, n_items)) float32, best first, excluded rows -inf; rows int64 alike."""
