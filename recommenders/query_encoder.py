@@ -193,12 +193,13 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     return centred
 
 
-def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """x (..., in) @ weight (out, in)^T + bias (out,) -> (..., out), as torch.nn.functional.linear (one 2-D BLAS
-    product over all leading axes, not one per batch row)."""
-    out = x.reshape(-1, x.shape[-1]) @ weight.T
+def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x (..., in) @ weight_t (in, out) + bias (out,) -> (..., out): torch.nn.functional.linear with the weight
+    stored transposed (C-contiguous (in, out): for a few query tokens OpenBLAS runs this product about 2x faster
+    than through a transposed (out, in) view), one 2-D BLAS product over all leading axes."""
+    out = x.reshape(-1, x.shape[-1]) @ weight_t
     out += bias
-    return out.reshape(*x.shape[:-1], weight.shape[0])
+    return out.reshape(*x.shape[:-1], weight_t.shape[1])
 
 
 @functools.cache
@@ -223,7 +224,9 @@ class LeanQueryEncoder:
     def __init__(self, tokenizer: Tokenizer, weights: dict[str, np.ndarray], plan: FolderPlan,
                  batch_size: int = 64, source: str = "", threads: int = 1) -> None:
         self.tokenizer = tokenizer
-        self.weights = weights  # float32 arrays, checkpoint names without a "bert." prefix; q/k/v fused as "qkv"
+        # float32 arrays, checkpoint names without a "bert." prefix; q/k/v fused as "qkv"; the linear layers'
+        # weights transposed to (in, out)
+        self.weights = weights
         self.plan = plan
         self.batch_size = batch_size
         self.source = source
@@ -263,6 +266,8 @@ class LeanQueryEncoder:
             for part in ("weight", "bias"):  # one (3 * hidden, hidden) projection instead of three
                 weights[f"{p}qkv.{part}"] = np.concatenate([weights.pop(f"{p}{m}.{part}")
                                                             for m in ("query", "key", "value")])
+        for key in [k for k in weights if k.endswith(("qkv.weight", "dense.weight"))]:
+            weights[key] = np.ascontiguousarray(weights[key].T)  # (in, out) for `_linear`
         return cls(tokenizer, weights, plan, batch_size, str(folder), threads)
 
     @property
