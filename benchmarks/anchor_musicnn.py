@@ -11,8 +11,8 @@ librosa and torch warm-up), then all clips timed, 2 threads each.
 The original runs in a throwaway venv (`anchors.run_in_venv`): musicnn 0.1.0's code uses `tf.compat.v1.layers`,
 which TensorFlow dropped with Keras 3 (2.16), so the venv pins tensorflow-cpu 2.15.1 and numpy < 2; the
 musicnn package itself (code and weights) is the one the main .venv holds (installed with --no-deps). Its
-extractor computes tags and features in one call per file; our pipeline gets the embedding and the tags from two
-passes (the `embeddings_<table>` and `tags_<table>` assets each decode and run the model), so there are two rows:
+extractor computes tags and features in one call per file; so does our pipeline (the embedding step runs
+`EmbeddingWithTags`: one decode and one forward give the embedding and the tag tables), so there are two rows:
 embedding only, and embedding + tags as the pipeline computes them.
 
 Wall time on a shared machine swings with the other processes; each side is therefore also given in audio
@@ -100,11 +100,11 @@ def write_clips(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 def run_ours(paths: list[Path], with_tags: bool, passes: int) -> tuple[float, float, np.ndarray | None]:
     """(wall seconds, CPU seconds, (n, 50) tag probabilities or None) of the fastest of `passes` runner passes over
-    `paths[1:]`, after an untimed warm-up on `paths[0]`; with `with_tags` each pass runs the runner a second time
-    for the tags, as the tags asset does."""
+    `paths[1:]`, after an untimed warm-up on `paths[0]`; with `with_tags` the runner embeds through
+    `EmbeddingWithTags` (embedding and tags from one forward), as the pipeline's embedding step does."""
     from embedders.base import create_embedder
     from embedders.runner import embed_tracks
-    from embedders.tags import TagView
+    from embedders.tags import EmbeddingWithTags
 
     embedder = create_embedder("musicnn_mtt", device="cpu")
     table = pl.DataFrame({"track_id": [p.stem for p in paths], "audio_path": [p.name for p in paths]})
@@ -113,9 +113,11 @@ def run_ours(paths: list[Path], with_tags: bool, passes: int) -> tuple[float, fl
     timed, best, tags = table.slice(1), (float("inf"), 0.0), None
     for _ in range(passes):
         started, cpu = time.perf_counter(), time.process_time()
-        embed_tracks(embedder, timed, root, progress=lambda _: None)
         if with_tags:
-            tags = embed_tracks(TagView(embedder), timed, root, progress=lambda _: None).vectors.matrix
+            both = embed_tracks(EmbeddingWithTags(embedder), timed, root, progress=lambda _: None).vectors.matrix
+            tags = both[:, embedder.dim:]
+        else:
+            embed_tracks(embedder, timed, root, progress=lambda _: None)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         best = min(best, (seconds, cpu))
     return best[0], best[1], tags
@@ -211,7 +213,7 @@ def measure(quick: bool) -> list[dict]:
                  f"({anchor_cpu and audio_s / cpu / anchor_cpu:.2f}x); {common}"},
         {"name": "MusiCNN embedding + tags, end to end", "ours": audio_s / both_seconds, "anchor": anchor,
          "unit": "audio-s/s", "device": device_label(),
-         "note": f"ours as the pipeline runs it: two passes (embeddings and tags assets), each decoding and running "
-                 f"the model; the original: one extractor call per file gives both; per CPU-second ours "
+         "note": f"ours as the pipeline runs it: one decode and one forward give both (EmbeddingWithTags); the "
+                 f"original: one extractor call per file gives both; per CPU-second ours "
                  f"{audio_s / both_cpu:.1f}, original {anchor_cpu:.1f} audio-s"},
     ]
