@@ -124,7 +124,7 @@ class Bert4RecNet(nn.Module):
 
     def logits(self, states: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(m, hidden) states → (m, n_items) scores with the tied item table."""
-        return states @ items.T + self.bias
+        return torch.addmm(self.bias, states, items.T)  # the bias added in the product: one pass over (m, n_items)
 
 
 def scaled_table(table: torch.Tensor) -> torch.Tensor:
