@@ -307,3 +307,18 @@ def test_every_recommender_round_trips_its_options_through_save_load(data, name,
     assert loaded.options_dict() == model.options_dict()
     histories = {u: histories_from(train)[u] for u in sorted(test)[:6]}
     assert loaded.recommend(histories, 10) == model.recommend(histories, 10)
+
+
+def test_bert4rec_last_position_only_gives_the_full_encoders_last_states():
+    from recommenders.bert4rec import Bert4RecNet
+
+    torch.manual_seed(0)
+    net = Bert4RecNet(n_items=50, hidden=16, max_len=12).eval()
+    tokens = torch.randint(0, 50, (5, 12))
+    tokens[1, :4] = net.pad  # left padding: the key mask takes part
+    tokens[:, -1] = net.mask
+    with torch.no_grad():
+        full, _ = net(tokens)
+        last, _ = net(tokens, last_only=True)
+    assert last.shape == (5, 1, 16)
+    torch.testing.assert_close(last[:, 0], full[:, -1], rtol=1e-5, atol=1e-5)
