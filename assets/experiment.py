@@ -389,9 +389,9 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
         table = getattr(serve, key)
         if table is not None and table not in experiment.backbones:
             problems.append(f"serve.{key}: {table!r} is not a backbone table; tables: {sorted(experiment.backbones)}")
+    cold_start = experiment.cold_start
     if experiment.runs("cold_start"):
-        reference = experiment.cold_start.reference
-        cold_start = experiment.cold_start
+        reference = cold_start.reference
         try:
             cls = experiment.recommender_class(reference)
             if not cls.ranks_new_tracks:
@@ -404,8 +404,7 @@ def normalise(experiment: Experiment, base: Path | None) -> tuple[Experiment, li
             cold_start = cold_start.model_copy(update={"options": options})
         except KeyError as error:
             problems.append(f"cold_start.reference: {error.args[0]}")
-        return experiment.model_copy(update={"backbones": tables, "cold_start": cold_start, **groups}), problems
-    return experiment.model_copy(update={"backbones": tables, **groups}), problems
+    return experiment.model_copy(update={"backbones": tables, "cold_start": cold_start, **groups}), problems
 
 
 def _with_defaults(data: dict, default_name: str) -> dict:

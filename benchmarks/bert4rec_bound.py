@@ -86,7 +86,7 @@ def epoch_work(model: Bert4Rec, sequences: list[list[int]], limit: int | None) -
             "batches": batches, "hidden": h, "ffn": f, "items": n_items}
 
 
-def rates(work: dict[str, float], batch_size: int) -> dict[str, float]:
+def rates(work: dict[str, float]) -> dict[str, float]:
     """GFLOP/s of torch.mm at each part's mean shapes."""
     m = max(1, round(work["masked"] / work["batches"]))
     rows = max(1, round(work["tokens"] / work["batches"]))
@@ -100,12 +100,9 @@ def timed_batches(model: Bert4Rec, sequences: list[list[int]], limit: int) -> fl
     net, optimizer = model.net, torch.optim.Adam(model.net.parameters(), lr=model.options.lr)
     net.train()
     started, done = time.perf_counter(), 0
-    for tokens, masked, labels in model.masked_batches(sequences, epoch=1):
+    for batch in model.masked_batches(sequences, epoch=1):
         optimizer.zero_grad(set_to_none=True)
-        states, table = net(torch.from_numpy(tokens))
-        where = np.nonzero(masked)
-        chosen = states[torch.from_numpy(where[0]), torch.from_numpy(where[1])]
-        torch.nn.functional.cross_entropy(net.logits(chosen, table), torch.from_numpy(labels)).backward()
+        model.masked_loss(*batch).backward()
         optimizer.step()
         done += 1
         if done >= limit:
@@ -127,13 +124,13 @@ def main() -> None:
     model.fit(train, items)
     sequences = model.training_sequences(train)
     work_done = epoch_work(model, sequences, args.batches)
-    before = rates(work_done, model.options.batch_size)
+    before = rates(work_done)
     if args.batches is None:
         model = Bert4Rec(**OPTIONS).fit(train, items)
         seconds = model.report.epochs[0].seconds
     else:
         seconds = timed_batches(model, sequences, args.batches)
-    after = rates(work_done, model.options.batch_size)
+    after = rates(work_done)
     best = {part: max(before[part], after[part]) for part in before}
     bound = {"encoder (fwd + bwd)": 3 * work_done["encoder_fwd"] / best["encoder"] / 1e9,
              "logits forward": work_done["logits_fwd"] / best["logits_fwd"] / 1e9,

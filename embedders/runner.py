@@ -258,17 +258,14 @@ def embed_batch(embedder: Embedder, tracks: pl.DataFrame, batch: str, catalog_ro
     `embed_catalog(TagView(embedder), ...)` would write them (so the tags asset finds them up to date)."""
     batch_tracks = tracks.filter(pl.col("batch") == batch).sort("track_id")
     progress(f"{embedder.name}: embedding catalog batch {batch} ({batch_tracks.height} tracks)")
-    if tags_dir is None:
-        result = embed_tracks(embedder, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
-        _write_batch(embedder, result.vectors, result.failures, batch_tracks, batch, out_dir, max_seconds, long)
-        return result.failures.height
-    both = EmbeddingWithTags(embedder)
-    result = embed_tracks(both, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
-    ids, matrix = result.vectors.ids, result.vectors.matrix
-    for part, columns, folder in ((embedder, slice(0, embedder.dim), out_dir),
-                                  (both.tagging, slice(embedder.dim, both.dim), tags_dir)):
-        _write_batch(part, ItemVectors(ids, np.ascontiguousarray(matrix[:, columns])), result.failures, batch_tracks,
-                     batch, folder, max_seconds, long)
+    model = embedder if tags_dir is None else EmbeddingWithTags(embedder)
+    result = embed_tracks(model, batch_tracks, catalog_root, batch_size, max_seconds, progress, long)
+    parts = [(embedder, slice(0, embedder.dim), out_dir)]
+    if tags_dir is not None:
+        parts.append((model.tagging, slice(embedder.dim, model.dim), tags_dir))
+    for part, columns, folder in parts:
+        vectors = ItemVectors(result.vectors.ids, np.ascontiguousarray(result.vectors.matrix[:, columns]))
+        _write_batch(part, vectors, result.failures, batch_tracks, batch, folder, max_seconds, long)
     return result.failures.height
 
 

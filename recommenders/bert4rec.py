@@ -245,22 +245,15 @@ class Bert4Rec(TrainedScorer):
             prior = torch.from_numpy(np.log1p(plays)).float()
             self.net.bias.copy_(prior - prior.mean())
 
-        def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-            for tokens, masked, labels in self.masked_batches(sequences, epoch):
-                yield torch.from_numpy(tokens).to(self.device), torch.from_numpy(np.stack(np.nonzero(masked))), \
-                    torch.from_numpy(labels).to(self.device)
-
-        def step(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
-            tokens, where, labels = batch
-            states, table = self.net(tokens)
-            chosen = states[where[0].to(self.device), where[1].to(self.device)]
-            return nn.functional.cross_entropy(self.net.logits(chosen, table), labels), len(tokens)
+        def step(batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[torch.Tensor, int]:
+            return self.masked_loss(*batch), len(batch[0])
 
         evaluate = None if validation is None else (
             lambda: validation_metric(self.recommend, validation, self.options.eval_k))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.options.lr)
         with unfilled_memory():
-            self.report = train_loop(self.name, self.net, optimizer, batches, step, evaluate,
+            self.report = train_loop(self.name, self.net, optimizer,
+                                     lambda epoch: self.masked_batches(sequences, epoch), step, evaluate,
                                      LoopSettings(self.options.max_epochs, self.options.patience, "sequences"))
         return self
 
@@ -284,6 +277,13 @@ class Bert4Rec(TrainedScorer):
             labels = tokens[masked]
             tokens[masked] = self.net.mask
             yield tokens, masked, labels
+
+    def masked_loss(self, tokens: np.ndarray, masked: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+        """Mean cross-entropy, over every track, of the masked positions' labels for one `masked_batches` batch."""
+        states, table = self.net(torch.from_numpy(tokens).to(self.device))
+        rows, columns = (torch.from_numpy(index).to(self.device) for index in np.nonzero(masked))
+        return nn.functional.cross_entropy(self.net.logits(states[rows, columns], table),
+                                           torch.from_numpy(labels).to(self.device))
 
     def _init_items_from_cf(self, train: pl.DataFrame) -> None:
         """Start the learned item table from the rank-`hidden` CF factors of the training plays
