@@ -51,6 +51,7 @@ class OlgaConfig(dg.Config):
     layers: list[int] = [0, 1, 2, 3, 4]
     epochs: int = 160  # full-batch steps; 2 and 3 layers reach the published figures only after ~150
     lr: float = 5e-3
+    precision: str = "float32"  # or "bfloat16": the training forward under autocast (see ArtistGNNConfig)
 
 
 def build_olga_asset(experiment: Experiment) -> dg.AssetsDefinition:
@@ -65,6 +66,7 @@ def build_olga_asset(experiment: Experiment) -> dg.AssetsDefinition:
         graph = load_olga(config.data)
         context.log.info(f"OLGA: {graph.num_nodes} artists, {graph.edges.shape[1]} undirected edges")
         return run_layer_sweep(graph, config.features, layers=tuple(config.layers), epochs=config.epochs,
-                               lr=config.lr, eval_every=5, log=lambda row: context.log.info(str(row)))
+                               lr=config.lr, eval_every=5, precision=config.precision,
+                               log=lambda row: context.log.info(str(row)))
 
     return olga_layer_sweep

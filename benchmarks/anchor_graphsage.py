@@ -2,9 +2,10 @@
 features, triplet loss, AdamW lr 5e-3), validation excluded.
 
 Ours: `recommenders.artist_gnn.train_artist_gnn` as the pipeline calls it (validation only at the last step, whose
-time is dropped). Anchor: the same model written the plain PyG way: `torch_geometric.nn.SAGEConv(aggr="mean")`
-called on the edge_index (scatter-mean), the triplets gathered with `z[idx]`; same layers, initial weights (same
-seed and module order), features, negatives sampler and loss. torch_geometric is a project dependency, so the
+time is dropped), once in float32 and once with `precision="bfloat16"` (the forward under autocast). Anchor: the
+same model written the plain PyG way, in float32: `torch_geometric.nn.SAGEConv(aggr="mean")` called on the
+edge_index (scatter-mean), the triplets gathered with `z[idx]`; same layers, initial weights (same seed and module
+order), features, negatives sampler and loss. torch_geometric is a project dependency, so the
 anchor runs from the main .venv. Both use 2 torch threads. The row's quality column gives each model's test
 NDCG@200 (standard IDCG) after the same number of steps.
 
@@ -77,40 +78,52 @@ def train_plain(graph: ArtistGraph, features: np.ndarray, steps: int) -> tuple[P
     return model.eval(), seconds, cpu
 
 
+def train_ours(graph: ArtistGraph, features: np.ndarray, steps: int, precision: str):
+    """`train_artist_gnn` as the pipeline calls it; returns the trained model, the wall and the CPU seconds of each
+    step but the last (which validates)."""
+    config = ArtistGNNConfig(features.shape[1], layers=LAYERS, epochs=steps, eval_every=steps + 1, lr=LR, seed=SEED,
+                             precision=precision)
+    clock = [time.process_time()]  # CPU clock at the start and at the end of each epoch (the log call)
+    trained = train_artist_gnn(graph, features, config, log=lambda row: clock.append(time.process_time()))
+    seconds = [row["seconds"] for row in trained.history if row["val_ndcg200"] is None]
+    return trained, seconds, list(np.diff(clock))[: len(seconds)]
+
+
 def measure(quick: bool) -> list[dict]:
-    """One row: median wall seconds per training step (first step dropped as warm-up), ours vs plain PyG."""
+    """Rows per precision of ours (float32, bfloat16 autocast): median wall and CPU seconds per training step
+    (first step dropped as warm-up), against plain PyG in float32."""
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
     torch.set_num_threads(THREADS)
     steps = 6 if quick else 20
     graph = load_olga(OLGA)
     features = resolve_features(graph, "random", seed=SEED)
     load_before = os.getloadavg()[0]
-    config = ArtistGNNConfig(features.shape[1], layers=LAYERS, epochs=steps, eval_every=steps + 1, lr=LR, seed=SEED)
-    clock = [time.process_time()]  # CPU clock at the start and at the end of each epoch (the log call)
-    ours = train_artist_gnn(graph, features, config, log=lambda row: clock.append(time.process_time()))
-    ours_seconds = [row["seconds"] for row in ours.history if row["val_ndcg200"] is None]
-    ours_cpu = list(np.diff(clock))[: len(ours_seconds)]  # the last epoch (with validation) dropped
+    ours = {precision: train_ours(graph, features, steps, precision) for precision in ("float32", "bfloat16")}
     anchor_model, anchor_seconds, anchor_cpu = train_plain(graph, features, steps)
     load_after = os.getloadavg()[0]
-    ours_test = ours.evaluate(features, graph, "test").ndcg
     with torch.no_grad():
         test_graph = both_directions(message_passing_edges(graph, "test"))
         anchor_test = evaluate_split(anchor_model(torch.as_tensor(features), test_graph), graph, "test",
                                      DEFAULT_K).ndcg
     name = f"GraphSAGE OLGA train step ({LAYERS} layers, {graph.num_nodes} artists)"
     device = f"{device_label()}, load avg {load_before:.1f}-{load_after:.1f}"
-    note = ("anchor: PyG SAGEConv(mean) on edge_index + z[idx] triplets, main .venv (torch_geometric is a "
-            f"dependency); median of {steps - 1} steps after a warm-up, validation excluded")
-    return [{
-        "name": f"{name}, wall", "ours": statistics.median(ours_seconds[1:]),
-        "anchor": statistics.median(anchor_seconds[1:]), "unit": "s/step", "device": device,
-        "quality": f"test NDCG@200 after {steps} steps ours {ours_test:.3f} / anchor {anchor_test:.3f}",
-        "note": f"{note}; goal ours <= 0.6 s",
-    }, {
-        "name": f"{name}, CPU time (user+sys, all threads)", "ours": float(statistics.median(ours_cpu[1:])),
-        "anchor": statistics.median(anchor_cpu[1:]), "unit": "s/step", "device": device,
-        "note": "process CPU time per step, less sensitive than wall time to other load on the machine",
-    }]
+    note = ("anchor: PyG SAGEConv(mean) on edge_index + z[idx] triplets in float32, main .venv (torch_geometric is "
+            f"a dependency); median of {steps - 1} steps after a warm-up, validation excluded")
+    rows = []
+    for precision, (trained, seconds, cpu) in ours.items():
+        ours_test = trained.evaluate(features, graph, "test").ndcg
+        rows += [{
+            "name": f"{name}, ours {precision}, wall", "ours": statistics.median(seconds[1:]),
+            "anchor": statistics.median(anchor_seconds[1:]), "unit": "s/step", "device": device,
+            "quality": f"test NDCG@200 after {steps} steps ours {ours_test:.3f} / anchor {anchor_test:.3f}",
+            "note": f"{note}; goal ours <= 0.6 s",
+        }, {
+            "name": f"{name}, ours {precision}, CPU time (user+sys, all threads)",
+            "ours": float(statistics.median(cpu[1:])), "anchor": statistics.median(anchor_cpu[1:]),
+            "unit": "s/step", "device": device,
+            "note": "process CPU time per step, less sensitive than wall time to other load on the machine",
+        }]
+    return rows
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--out", type=Path, default=REPO / "storage/reports/olga_sweep.csv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -57,12 +58,13 @@ def main() -> None:
     results = []
     for depth in args.layers:
         results.append(run_layer_sweep(graph, args.features, layers=(depth,), epochs=args.epochs, seed=args.seed,
-                                       lr=args.lr, eval_every=args.eval_every))
+                                       lr=args.lr, eval_every=args.eval_every, precision=args.precision))
         args.out.parent.mkdir(parents=True, exist_ok=True)  # storage/ may be cleaned while a long sweep runs
         pl.concat(results).write_csv(args.out)
         print(results[-1], flush=True)
     with pl.Config(tbl_rows=20, tbl_cols=20, float_precision=3):
-        print(f"features={args.features} epochs={args.epochs} lr={args.lr} seed={args.seed}")
+        print(f"features={args.features} epochs={args.epochs} lr={args.lr} seed={args.seed} "
+              f"precision={args.precision}")
         print(table(pl.concat(results), args.features))
 
 

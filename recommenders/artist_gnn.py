@@ -30,6 +30,8 @@ from catalog.io import atomic_path, write_json
 from catalog.olga import ArtistGraph, resolve_features
 from evaluation.artist_similarity import DEFAULT_K, SplitScore, both_directions, evaluate_split, message_passing_edges
 
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
 
 @dataclass(frozen=True)
 class ArtistGNNConfig:
@@ -46,6 +48,12 @@ class ArtistGNNConfig:
     epochs: int = 200
     eval_every: int = 1  # validate (and possibly keep the weights) every this many epochs, and at the last one
     seed: int = 0
+    precision: str = "float32"  # training forward: "float32", or "bfloat16" (autocast; fast on CPUs with AVX512-BF16
+    #                             or AMX); the loss, the optimiser's weights and evaluation stay float32
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {sorted(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,56 @@ class _MeanAggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, adjacency: MeanAdjacency) -> torch.Tensor:
         ctx.adjacency = adjacency
-        return torch.sparse.mm(adjacency.matrix, x)
+        with torch.autocast("cpu", enabled=False):  # no bf16 sparse kernels: aggregate in float32
+            return torch.sparse.mm(adjacency.matrix, x.float()).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return torch.sparse.mm(ctx.adjacency.transposed, grad.contiguous()), None
+        with torch.autocast("cpu", enabled=False):
+            return torch.sparse.mm(ctx.adjacency.transposed, grad.float().contiguous()).to(grad.dtype), None
+
+
+class _GatheredTripletLoss(torch.autograd.Function):
+    """F.triplet_margin_loss(z[anchor], z[positive], z[negative], margin, p=2) (mean reduction, eps 1e-6 added to
+    each difference) for float32 z (n, d) and int64 index vectors (T,), with the same value and gradient. The
+    gathered (T, d) differences are not kept for the backward pass: only the rows of the triplets whose hinge is
+    positive, usually a small share once training has started, so the backward pass is a few small scatters."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                margin: float) -> torch.Tensor:
+        eps = 1e-6
+        anchors = z.index_select(0, anchor)
+        to_positive = (anchors - z.index_select(0, positive)).add_(eps)
+        to_negative = anchors.sub_(z.index_select(0, negative)).add_(eps)
+        positive_distance, negative_distance = to_positive.norm(dim=1), to_negative.norm(dim=1)
+        hinge = (positive_distance - negative_distance).add_(margin)
+        active = torch.nonzero(hinge > 0).squeeze(1)
+        scale = 1.0 / len(hinge)  # d mean / d hinge
+        ctx.save_for_backward(
+            anchor[active], positive[active], negative[active],
+            to_positive[active] * (scale / positive_distance[active].clamp_min(1e-12)).unsqueeze(1),
+            to_negative[active] * (scale / negative_distance[active].clamp_min(1e-12)).unsqueeze(1))
+        ctx.num_nodes = z.shape[0]
+        return hinge.clamp_min_(0).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        anchor, positive, negative, pull, push = ctx.saved_tensors
+        pull, push = pull * grad, push * grad  # d loss / d(anchor - positive), d loss / -(anchor - negative)
+        grad_z = torch.zeros(ctx.num_nodes, pull.shape[1], dtype=pull.dtype)
+        grad_z.index_add_(0, anchor, pull - push)
+        grad_z.index_add_(0, positive, pull, alpha=-1)
+        grad_z.index_add_(0, negative, push)
+        return grad_z, None, None, None, None
+
+
+def gathered_triplet_loss(z: torch.Tensor, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                          margin: float) -> torch.Tensor:
+    """Mean Euclidean triplet margin loss of the rows of z float32 (n, d) at int64 indices anchor, positive and
+    negative (T,): the value and gradient of F.triplet_margin_loss(z[anchor], z[positive], z[negative], margin,
+    p=2), in far less memory traffic (see `_GatheredTripletLoss`)."""
+    return _GatheredTripletLoss.apply(z, anchor, positive, negative, margin)
 
 
 def adjacency(edges: np.ndarray, num_nodes: int) -> MeanAdjacency:
@@ -205,11 +258,10 @@ def train_artist_gnn(
         start = time.perf_counter()
         model.train()
         optimizer.zero_grad()
-        z = model(x_train, train_adjacency)
+        with torch.autocast("cpu", dtype=PRECISIONS[config.precision], enabled=config.precision != "float32"):
+            z = model(x_train, train_adjacency).float()
         negative = torch.randint(len(train_nodes), anchor.shape, generator=sampler)
-        # index_select: its backward is index_add_, where z[...]'s (index_put_ with accumulate) sorts the indices
-        loss = F.triplet_margin_loss(z.index_select(0, anchor), z.index_select(0, positive),
-                                     z.index_select(0, negative), margin=config.margin, p=2)
+        loss = gathered_triplet_loss(z, anchor, positive, negative, config.margin)
         loss.backward()
         optimizer.step()
         validate = epoch % config.eval_every == 0 or epoch == config.epochs
