@@ -4,8 +4,14 @@ Cosine similarity = inner product of L2-normalised vectors; `VectorIndex(..., no
 GPU machine with faiss-gpu installed (`make gpu`) the index moves to the GPU and faiss searches it. On the CPU
 the scores are one BLAS product per batch of queries over faiss's own vector storage (no copy), each query's
 excluded rows set to -inf BEFORE the top-k, so the selection is k deep instead of k + the longest exclusion list
-that a faiss search followed by a filter needs (at 55k items, k 50 and 140-item histories, 1.3x the queries/s of
-faiss search + filter: benchmarks/anchor_topk.py).
+that a faiss search followed by a filter needs.
+
+Where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), the product is screened first: a bfloat16 copy
+of the vectors gives approximate scores, a deeper top (`k + max(k, SCREEN_MARGIN)`) of them is re-scored exactly
+in float32, and the exact top-k of those is returned when it is certified: its k-th score beats the deepest
+screened score plus the worst-case bfloat16 error (`screen_error_bound`), so no item left out could beat it. A
+query that is not certified is scored exactly over every item. The results are the float32 search's.
+Benchmark: benchmarks/anchor_topk.py.
 """
 from __future__ import annotations
 
@@ -16,6 +22,25 @@ from operator import itemgetter
 import faiss
 import numpy as np
 import torch
+
+SCREEN_MARGIN = 64  # extra screened candidates beyond k (at least k more), re-scored exactly
+_BF16_UNIT_ROUNDOFF = 2.0**-8
+_FP32_UNIT_ROUNDOFF = 2.0**-24
+
+
+def screen_error_bound(dim: int) -> float:
+    """Largest |bfloat16 screened score - exact score| per unit of |q| * |v| for `dim`-dimensional vectors: the
+    rounding of q and v to bfloat16 (2u + u^2), float32 accumulation over `dim` products, and the bfloat16
+    rounding of the result (u), u = 2^-8; with a 1% margin."""
+    u = _BF16_UNIT_ROUNDOFF
+    products = 2 * u + u * u
+    accumulation = dim * _FP32_UNIT_ROUNDOFF * (1 + products)
+    return 1.01 * ((1 + products + accumulation) * (1 + u) - 1)
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (oneDNN's AVX512-BF16 / AMX kernels)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -28,7 +53,7 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
 class VectorIndex:
     """Exact maximum-inner-product search over item vectors, with per-query exclusions (a user's history)."""
 
-    batch_queries: int = 512  # CPU path: queries scored per BLAS product, (batch, n_items) float32 at a time
+    batch_queries: int = 256  # CPU path: queries scored per BLAS product, (batch, n_items) scores at a time
 
     def __init__(self, ids: Sequence[str], matrix: np.ndarray, normalize: bool = True) -> None:
         self.ids = list(ids)
@@ -45,6 +70,11 @@ class VectorIndex:
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
             self._vectors = None
         self.index = index
+        # bfloat16 copy for screening (CPU path, native bfloat16 only) and the largest vector norm, for the bound
+        self._screen: torch.Tensor | None = None
+        if self._vectors is not None and len(self._vectors) and native_bfloat16():
+            self._screen = self._vectors.to(torch.bfloat16)
+            self._largest_norm = float(self._vectors.norm(dim=1).max())
         self.position = {item: row for row, item in enumerate(self.ids)}
         self._id_array = np.array(self.ids, dtype=object)  # row -> id, for mapping results out in one take
 
@@ -85,18 +115,46 @@ class VectorIndex:
     def _blas_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """CPU: scores (n, min(k, n_items)) float32, best first, excluded rows -inf; rows int64 alike."""
         depth = min(k, len(self.ids))
+        screened = self._screen is not None and depth + max(depth, SCREEN_MARGIN) < len(self.ids)
         scores = np.empty((len(queries), depth), np.float32)
         rows = np.empty((len(queries), depth), np.int64)
         for start in range(0, len(queries), self.batch_queries):
             stop = min(start + self.batch_queries, len(queries))
-            batch = torch.from_numpy(queries[start:stop]) @ self._vectors.T
-            lengths = [len(e) for e in excluded[start:stop]]
-            if sum(lengths):
-                which = torch.from_numpy(np.repeat(np.arange(stop - start), lengths))
-                batch[which, torch.from_numpy(np.concatenate(excluded[start:stop]))] = float("-inf")
-            top = torch.topk(batch, depth, dim=1)
-            scores[start:stop], rows[start:stop] = top.values.numpy(), top.indices.numpy()
+            batch, batch_excluded = torch.from_numpy(queries[start:stop]), excluded[start:stop]
+            found = (self._screened_top(batch, depth, batch_excluded) if screened
+                     else self._exact_top(batch, depth, batch_excluded))
+            scores[start:stop], rows[start:stop] = found[0].numpy(), found[1].numpy()
         return scores, rows
+
+    @staticmethod
+    def _mask(scores: torch.Tensor, excluded: list[np.ndarray]) -> torch.Tensor:
+        """scores (n, n_items) with each query's excluded rows set to -inf, in place."""
+        lengths = [len(e) for e in excluded]
+        if sum(lengths):
+            which = torch.from_numpy(np.repeat(np.arange(len(excluded)), lengths))
+            scores[which, torch.from_numpy(np.concatenate(excluded))] = float("-inf")
+        return scores
+
+    def _exact_top(self, queries: torch.Tensor, depth: int, excluded: list[np.ndarray]):
+        """Top `depth` (scores float32, rows int64), each (n, depth), of float32 queries (n, dim) over every item."""
+        top = torch.topk(self._mask(queries @ self._vectors.T, excluded), depth, dim=1)
+        return top.values, top.indices
+
+    def _screened_top(self, queries: torch.Tensor, depth: int, excluded: list[np.ndarray]):
+        """As `_exact_top`, with the bfloat16 screen (module docstring); uncertified queries go to `_exact_top`."""
+        rough = self._mask(queries.to(torch.bfloat16) @ self._screen.T, excluded)
+        cut = torch.topk(rough, depth + max(depth, SCREEN_MARGIN), dim=1)
+        floor = cut.values[:, -1].float()  # deepest screened score: no item outside the cut screens above it
+        exact = torch.bmm(self._vectors[cut.indices], queries.unsqueeze(2)).squeeze(2)
+        exact = exact.masked_fill(torch.isinf(cut.values), float("-inf"))  # excluded rows stay out
+        top = torch.topk(exact, depth, dim=1)
+        values, rows = top.values, cut.indices.gather(1, top.indices)
+        bound = queries.norm(dim=1) * (self._largest_norm * screen_error_bound(queries.shape[1]))
+        certified = (values[:, -1] > floor + bound) | torch.isinf(floor)  # -inf floor: every kept item was cut
+        redo = torch.nonzero(~certified).squeeze(1)
+        if len(redo):
+            values[redo], rows[redo] = self._exact_top(queries[redo], depth, [excluded[q] for q in redo.tolist()])
+        return values, rows
 
     def _faiss_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """GPU: faiss search k + the longest exclusion deep, then the excluded rows dropped (scores -inf, pushed

@@ -13,7 +13,7 @@ import pytest
 from catalog.histories import histories_from
 from catalog.io import ItemVectors
 from recommenders.base import RECOMMENDERS
-from recommenders.index import VectorIndex, l2_normalize
+from recommenders.index import VectorIndex, l2_normalize, native_bfloat16, screen_error_bound
 from recommenders.knn import ItemKNN
 
 CLUSTERS, PER_CLUSTER, USERS, HISTORY, HELD, DIM, K = 2, 30, 60, 8, 4, 12, 10
@@ -113,8 +113,8 @@ def test_save_load_gives_identical_recommendations(tmp_path, standardize):
     assert loaded.recommend(histories, K) == knn.recommend(histories, K)
 
 
-def brute_force(matrix, queries, k, exclude=None):
-    scores = l2_normalize(queries) @ l2_normalize(matrix).T
+def brute_force(matrix, queries, k, exclude=None, normalize=True):
+    scores = l2_normalize(queries) @ l2_normalize(matrix).T if normalize else queries @ matrix.T
     out = []
     for q in range(len(queries)):
         order = [int(i) for i in np.argsort(-scores[q], kind="stable")
@@ -162,3 +162,52 @@ def test_inner_product_without_normalisation():
     assert found == [["big"]]
     found, _ = VectorIndex(["small", "big"], matrix, normalize=True).search(np.array([[1.0, 0.0]], np.float32), 1)
     assert found == [["small"]]
+
+
+needs_bfloat16 = pytest.mark.skipif(not native_bfloat16(), reason="this CPU has no native bfloat16: no screening")
+
+
+@needs_bfloat16
+def test_screened_inner_product_search_equals_brute_force_with_exclusions():
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(2_000, 24)).astype(np.float32) * rng.uniform(0.1, 5, size=(2_000, 1)).astype(np.float32)
+    queries = rng.normal(size=(300, 24)).astype(np.float32)
+    ids = [f"i{j}" for j in range(2_000)]
+    index = VectorIndex(ids, matrix, normalize=False)
+    assert index._screen is not None
+    exclude_rows = [set(rng.choice(2_000, 30, replace=False).tolist()) for _ in range(300)]
+    found, scores = index.search(queries, k=25, exclude=[[ids[r] for r in e] for e in exclude_rows])
+    for q, (rows, expected) in enumerate(brute_force(matrix, queries, 25, exclude=exclude_rows, normalize=False)):
+        assert found[q] == [ids[r] for r in rows]
+        np.testing.assert_allclose(scores[q], expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_bfloat16
+def test_near_ties_the_screen_cannot_separate_fall_back_to_the_exact_product(monkeypatch):
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(1, 16)).astype(np.float32)
+    matrix = base + 1e-3 * rng.normal(size=(500, 16)).astype(np.float32)  # closer than bfloat16 can resolve
+    queries = base + 0.1 * rng.normal(size=(5, 16)).astype(np.float32)
+    ids = [f"i{j}" for j in range(500)]
+    exact_calls = []
+    original = VectorIndex._exact_top
+    monkeypatch.setattr(VectorIndex, "_exact_top",
+                        lambda self, q, depth, ex: exact_calls.append(len(q)) or original(self, q, depth, ex))
+    found, scores = VectorIndex(ids, matrix, normalize=True).search(queries, k=10)
+    assert sum(exact_calls) == 5
+    for q, (rows, expected) in enumerate(brute_force(matrix, queries, 10)):
+        np.testing.assert_allclose(scores[q], expected, rtol=0, atol=1e-7)  # the exact top scores, ties aside
+        assert len(set(found[q]) & {ids[r] for r in rows}) >= 8
+
+
+@needs_bfloat16
+def test_screen_error_bound_holds():
+    import torch
+
+    rng = np.random.default_rng(5)
+    vectors = torch.from_numpy(rng.normal(size=(3_000, 64)).astype(np.float32) * 3)
+    queries = torch.from_numpy(rng.normal(size=(50, 64)).astype(np.float32))
+    rough = (queries.to(torch.bfloat16) @ vectors.to(torch.bfloat16).T).float()
+    scale = queries.norm(dim=1, keepdim=True) * vectors.norm(dim=1)
+    worst = float(((rough - queries @ vectors.T).abs() / scale).max())
+    assert 0 < worst <= screen_error_bound(64) < 0.013
