@@ -291,27 +291,32 @@ class LeanQueryEncoder:
         return ids, types, mask
 
     def token_states(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The encoder's last hidden states, float32 (n, L, hidden), for ids/types/mask of shape (n, L)."""
+        """The encoder's last hidden states, float32 (n, L, hidden), for ids/types/mask of shape (n, L); zeros at
+        padding positions. The per-token work (products, LayerNorm, GELU) runs on the real tokens only, packed
+        as (tokens, hidden); attention unpacks them to (n, L)."""
         w, plan = self.weights, self.plan
         n, length = ids.shape
         heads, head_dim, eps = plan.num_heads, plan.hidden_size // plan.num_heads, plan.layer_norm_eps
-        x = (w["embeddings.word_embeddings.weight"][ids]
-             + w["embeddings.position_embeddings.weight"][:length]
-             + w["embeddings.token_type_embeddings.weight"][types])
+        real = np.flatnonzero(mask.reshape(-1))  # positions of the real tokens in the flattened (n * L) grid
+        positions = np.broadcast_to(np.arange(length), (n, length)).reshape(-1)[real]
+        x = (w["embeddings.word_embeddings.weight"][ids.reshape(-1)[real]]
+             + w["embeddings.position_embeddings.weight"][positions]
+             + w["embeddings.token_type_embeddings.weight"][types.reshape(-1)[real]])  # (tokens, hidden)
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
         # (n, 1, 1, L) added to the scores: every query position sees the non-padding keys only
         key_bias = np.where(mask, np.float32(0.0), np.float32(-np.inf))[:, None, None, :]
         scale = np.float32(1.0 / math.sqrt(head_dim))
+        padded = np.zeros((n * length, 3 * plan.hidden_size), np.float32)
         for i in range(plan.num_layers):
             p = f"encoder.layer.{i}."
-            qkv = _linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])
-            q, k, v = qkv.reshape(n, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)  # each (n, heads, L, d)
+            padded[real] = _linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])
+            q, k, v = padded.reshape(n, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)  # each (n, heads, L, d)
             scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # (n, heads, L, L)
             scores += key_bias
             scores -= scores.max(-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
-            context = (scores @ v).transpose(0, 2, 1, 3).reshape(n, length, plan.hidden_size)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, plan.hidden_size)[real]
             x = _layer_norm(_linear(context, w[p + "attention.output.dense.weight"],
                                     w[p + "attention.output.dense.bias"]) + x,
                             w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
@@ -319,7 +324,9 @@ class LeanQueryEncoder:
             inner = gelu(_linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
             x = _layer_norm(_linear(inner, w[p + "output.dense.weight"], w[p + "output.dense.bias"]) + x,
                             w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
-        return x
+        states = np.zeros((n * length, plan.hidden_size), np.float32)
+        states[real] = x
+        return states.reshape(n, length, plan.hidden_size)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 (len(texts), dim): pooled sentence vectors, unit L2 norm when the folder normalises."""
