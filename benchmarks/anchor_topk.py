@@ -19,7 +19,8 @@ import faiss
 import numpy as np
 
 from benchmarks.anchors import device_label
-from recommenders.index import VectorIndex, l2_normalize
+from catalog.io import l2_normalize
+from recommenders.index import VectorIndex
 
 ITEMS, DIM, K, USERS, HISTORY = 55_000, 200, 50, 10_000, 140
 

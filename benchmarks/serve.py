@@ -100,7 +100,8 @@ def synthetic_release(storage: Path, work: Path, n_tracks: int, n_users: int, k:
                               "tracks": tracks.drop("caption"), "histories": histories},
                     ItemVectors(ids, matrix),
                     {"experiment": "serve-benchmark", "recommender": "random", "backbone": "random", "k": k,
-                     "similar": "random", "similar_backbone": {"name": "handcrafted", "options": {}},
+                     "similar": "random",
+                     "similar_backbone": {"name": "handcrafted", "options": {}, "module": "embedders.handcrafted"},
                      "audio_root": str(work / "audio"), "search_index": str(search)})
 
 

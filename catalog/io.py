@@ -155,6 +155,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero). float32, same shape."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
 @dataclass(frozen=True)
 class ItemVectors:
     """Dense vectors for a set of items: `ids[i]` owns row `matrix[i]` (float32, shape (n, dim))."""

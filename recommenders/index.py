@@ -23,6 +23,8 @@ import faiss
 import numpy as np
 import torch
 
+from catalog.io import l2_normalize
+
 SCREEN_MARGIN = 64  # extra screened candidates beyond k (at least k more), re-scored exactly
 _BF16_UNIT_ROUNDOFF = 2.0**-8
 _FP32_UNIT_ROUNDOFF = 2.0**-24
@@ -41,13 +43,6 @@ def screen_error_bound(dim: int) -> float:
 def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (oneDNN's AVX512-BF16 / AMX kernels)."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def l2_normalize(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero). float32, same shape."""
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
 
 
 class VectorIndex:

@@ -27,7 +27,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from catalog.io import ItemVectors, atomic_path, read_embeddings, write_embeddings, write_json, write_parquet
+from catalog.io import (
+    ItemVectors,
+    atomic_path,
+    l2_normalize,
+    read_embeddings,
+    write_embeddings,
+    write_json,
+    write_parquet,
+)
 
 SERVING = "serving"
 CURRENT = "CURRENT"
@@ -156,7 +164,7 @@ class ServingRelease:
                                      if similar_artists.exists() else None)
         vectors = folder / "vectors.parquet"
         self.vectors = read_embeddings(vectors) if vectors.exists() else None
-        self._index = None  # a recommenders.index.VectorIndex over `vectors`, built on first use
+        self._index = None  # a faiss IndexFlatIP over the normalised `vectors`, built on first use
 
     @property
     def name(self) -> str:
@@ -201,12 +209,14 @@ class ServingRelease:
         """The `k` catalog tracks nearest (cosine) to a vector of the similar-tracks backbone, shape (dim,)."""
         if self.vectors is None:
             raise LookupError("this release has no track vectors (no content backbone table)")
-        if self._index is None:
-            from recommenders.index import VectorIndex  # here: it imports torch, which lookups never need
+        if self._index is None:  # faiss straight: recommenders.index imports torch, which a one-off query never needs
+            import faiss
 
-            self._index = VectorIndex(self.vectors.ids, self.vectors.matrix, normalize=True)
-        ids, scores = self._index.search(np.asarray(vector, np.float32)[None, :], k)
-        return self.hits(list(zip(ids[0], scores[0][: len(ids[0])].tolist())))
+            self._index = faiss.IndexFlatIP(self.vectors.matrix.shape[1])
+            self._index.add(l2_normalize(self.vectors.matrix))
+        scores, rows = self._index.search(l2_normalize(np.asarray(vector, np.float32)[None, :]),
+                                          min(k, self._index.ntotal))
+        return self.hits([(self.vectors.ids[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0])
 
     def history(self, user_id: str) -> list[Hit]:
         """The user's plays, oldest first (score 0)."""

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from catalog.histories import histories_from
-from catalog.io import ItemVectors
+from catalog.io import ItemVectors, l2_normalize
 from recommenders.base import RECOMMENDERS
-from recommenders.index import VectorIndex, l2_normalize, native_bfloat16, screen_error_bound
+from recommenders.index import VectorIndex, native_bfloat16, screen_error_bound
 from recommenders.knn import ItemKNN
 
 CLUSTERS, PER_CLUSTER, USERS, HISTORY, HELD, DIM, K = 2, 30, 60, 8, 4, 12, 10

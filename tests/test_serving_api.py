@@ -105,7 +105,8 @@ def release_tables(tracks: pl.DataFrame, vectors_ids: list[str], matrix: np.ndar
 def manifest(audio_root: Path | None, search_index: Path | None, similar_backbone: bool = True) -> dict:
     return {"experiment": "serving-test", "recommender": "toy", "backbone": "handcrafted", "k": K,
             "similar": "handcrafted",
-            "similar_backbone": {"name": "handcrafted", "options": {}} if similar_backbone else None,
+            "similar_backbone": {"name": "handcrafted", "options": {}, "module": "embedders.handcrafted"}
+            if similar_backbone else None,
             "audio_root": str(audio_root) if audio_root else None,
             "search_index": str(search_index) if search_index else None}
 
@@ -272,6 +273,23 @@ def test_similar_by_uploaded_audio_finds_the_track(server, release):
         assert body["release"] == release["name"] and len(body["items"]) == K
         assert body["items"][0]["track_id"] == track_id
         assert body["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_cli_similar_by_audio_finds_the_track_without_torch(release):
+    """`musicrec similar --audio`: the file's nearest track is itself, and the command imports neither torch nor
+    transformers (handcrafted backbone; the neighbours come from faiss straight)."""
+    path = release["audio_root"] / "wav" / "t06.wav"
+    code = ("import sys; from pipelines.cli import main\n"
+            f"sys.argv = ['musicrec', 'similar', '--audio', {str(path)!r}, '--storage', {str(release['storage'])!r},"
+            " '-k', '3']\n"
+            "try:\n    main()\nfinally:\n"
+            "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1] == "HEAVY []"
+    results = [line for line in lines if line.strip().startswith(("1.", "2.", "3."))]
+    assert len(results) == 3 and "(t06)" in results[0], run.stdout
 
 
 def test_undecodable_and_oversized_uploads(server):
