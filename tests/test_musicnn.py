@@ -228,3 +228,18 @@ def test_one_forward_writes_the_embedding_and_the_tag_tables(mtt: MusiCNNEmbedde
     ordered = [waves[t] for t in embedded.ids]
     np.testing.assert_allclose(embedded.matrix, mtt.embed(ordered), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tagged.matrix, mtt.tags(ordered), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("length", [32, 64, 128])
+def test_time_kernels_give_the_convolutions_maxima(length):
+    from embedders.musicnn import FrequencyPooledConv, _same_padding
+
+    torch.manual_seed(length)
+    block = FrequencyPooledConv(5, (length, 1), _same_padding(length))
+    block.sign.copy_(torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0]))
+    block.norm.scale.uniform_(0.5, 2.0)
+    x = torch.randn(3, 1, 187, 96)
+    with torch.no_grad():
+        by_conv = block.conv(x)[:, :, block.skip_frames: block.skip_frames + 187].amax(dim=3)
+        expected = block.norm(torch.relu(by_conv * block.sign.view(1, -1, 1)))
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
