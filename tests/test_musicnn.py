@@ -230,16 +230,40 @@ def test_one_forward_writes_the_embedding_and_the_tag_tables(mtt: MusiCNNEmbedde
     np.testing.assert_allclose(tagged.matrix, mtt.tags(ordered), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("length", [32, 64, 128])
-def test_time_kernels_give_the_convolutions_maxima(length):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kernel", [(32, 1), (64, 1), (128, 1), (7, 38)])
+def test_frequency_pooled_blocks_give_the_convolutions_maxima(kernel, dtype):
     from embedders.musicnn import FrequencyPooledConv, _same_padding
 
-    torch.manual_seed(length)
-    block = FrequencyPooledConv(5, (length, 1), _same_padding(length))
+    torch.manual_seed(kernel[0])
+    block = FrequencyPooledConv(5, kernel, _same_padding(kernel[0]))
     block.sign.copy_(torch.tensor([1.0, -1.0, 1.0, -1.0, 1.0]))
     block.norm.scale.uniform_(0.5, 2.0)
     x = torch.randn(3, 1, 187, 96)
     with torch.no_grad():
         by_conv = block.conv(x)[:, :, block.skip_frames: block.skip_frames + 187].amax(dim=3)
         expected = block.norm(torch.relu(by_conv * block.sign.view(1, -1, 1)))
-        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+        ours = block.to(dtype)(x.to(dtype)).float()
+    tolerance = 1e-5 if dtype == torch.float32 else 0.02 * expected.abs().max().item()
+    torch.testing.assert_close(ours, expected, rtol=0, atol=tolerance)
+
+
+def test_bfloat16_model_stays_close_to_tensorflow_outputs() -> None:
+    if not FIXTURE.is_file():
+        pytest.skip(f"{FIXTURE}: TensorFlow reference fixture absent")
+    reference = np.load(FIXTURE)
+    model = MusiCNNMTT(device="cpu", precision="bfloat16").model
+    with torch.inference_mode():
+        outputs = model(torch.from_numpy(reference["logmel"]).to(torch.bfloat16))
+    assert outputs.taggram.dtype == torch.float32
+    taggram, expected = outputs.taggram.numpy(), reference["MTT_musicnn/taggram"]
+    assert 0 < np.abs(taggram - expected).max() < 0.01
+    assert (taggram.argmax(1) == expected.argmax(1)).all()
+    ours, theirs = outputs.penultimate.numpy(), reference["MTT_musicnn/penultimate"]
+    cosine = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    assert cosine.min() > 0.999
+
+
+def test_precision_must_suit_the_device() -> None:
+    with pytest.raises(ValueError, match="precision 'float16' on cpu"):
+        MusiCNNMTT(device="cpu", precision="float16")
