@@ -314,6 +314,10 @@ class MusiCNNEmbedder(Backbone):
         patches_per_batch: int | None = None
         weights_dir: str | None = None
 
+        def __post_init__(self) -> None:
+            if self.precision is not None and self.precision not in PRECISIONS:
+                raise ValueError(f"precision {self.precision!r}: expected one of {sorted(PRECISIONS)}")
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         hop_seconds, device = self.options.hop_seconds, self.options.device
