@@ -123,22 +123,25 @@ def brute_force(matrix, queries, k, exclude=None, normalize=True):
     return out
 
 
+def assert_equals_brute_force(index, matrix, queries, k, exclude_rows=None):
+    """`index.search` gives numpy's exact top-k ids and scores (cosine when the index normalises)."""
+    exclude = None if exclude_rows is None else [[index.ids[r] for r in e] for e in exclude_rows]
+    found, scores = index.search(queries, k=k, exclude=exclude)
+    for q, (rows, expected) in enumerate(brute_force(matrix, queries, k, exclude_rows, index.normalize)):
+        assert found[q] == [index.ids[r] for r in rows]
+        np.testing.assert_allclose(scores[q], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_vector_index_equals_brute_force_cosine():
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(300, 16)).astype(np.float32) * rng.uniform(0.1, 10, size=(300, 1)).astype(np.float32)
     queries = rng.normal(size=(7, 16)).astype(np.float32)
     ids = [f"i{j}" for j in range(300)]
     index = VectorIndex(ids, matrix, normalize=True)
-    found, scores = index.search(queries, k=20)
-    for q, (rows, expected) in enumerate(brute_force(matrix, queries, 20)):
-        assert found[q] == [ids[r] for r in rows]
-        np.testing.assert_allclose(scores[q], expected, rtol=1e-5, atol=1e-5)
+    assert_equals_brute_force(index, matrix, queries, 20)
     # with exclusions: the next best fill in
-    exclude_rows = [set(brute_force(matrix, queries[q:q + 1], 5)[0][0]) for q in range(7)]
-    found, scores = index.search(queries, k=20, exclude=[[ids[r] for r in e] for e in exclude_rows])
-    for q, (rows, expected) in enumerate(brute_force(matrix, queries, 20, exclude=exclude_rows)):
-        assert found[q] == [ids[r] for r in rows]
-        np.testing.assert_allclose(scores[q], expected, rtol=1e-5, atol=1e-5)
+    assert_equals_brute_force(index, matrix, queries, 20,
+                              [set(brute_force(matrix, queries[q:q + 1], 5)[0][0]) for q in range(7)])
 
 
 def test_vector_index_pads_when_fewer_items_than_k():
@@ -175,11 +178,8 @@ def test_screened_inner_product_search_equals_brute_force_with_exclusions():
     ids = [f"i{j}" for j in range(2_000)]
     index = VectorIndex(ids, matrix, normalize=False)
     assert index._screen is not None
-    exclude_rows = [set(rng.choice(2_000, 30, replace=False).tolist()) for _ in range(300)]
-    found, scores = index.search(queries, k=25, exclude=[[ids[r] for r in e] for e in exclude_rows])
-    for q, (rows, expected) in enumerate(brute_force(matrix, queries, 25, exclude=exclude_rows, normalize=False)):
-        assert found[q] == [ids[r] for r in rows]
-        np.testing.assert_allclose(scores[q], expected, rtol=1e-5, atol=1e-5)
+    assert_equals_brute_force(index, matrix, queries, 25,
+                              [set(rng.choice(2_000, 30, replace=False).tolist()) for _ in range(300)])
 
 
 @needs_bfloat16
