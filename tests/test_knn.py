@@ -123,6 +123,13 @@ def brute_force(matrix, queries, k, exclude=None, normalize=True):
     return out
 
 
+def random_items(n: int, dim: int, n_queries: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Ids, normal item vectors float32 (n, dim) with norms spread over 0.1-10x, queries float32 (n_queries, dim)."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(size=(n, dim)).astype(np.float32) * rng.uniform(0.1, 10, size=(n, 1)).astype(np.float32)
+    return [f"i{j}" for j in range(n)], matrix, rng.normal(size=(n_queries, dim)).astype(np.float32)
+
+
 def assert_equals_brute_force(index, matrix, queries, k, exclude_rows=None):
     """`index.search` gives numpy's exact top-k ids and scores (cosine when the index normalises)."""
     exclude = None if exclude_rows is None else [[index.ids[r] for r in e] for e in exclude_rows]
@@ -133,10 +140,7 @@ def assert_equals_brute_force(index, matrix, queries, k, exclude_rows=None):
 
 
 def test_vector_index_equals_brute_force_cosine():
-    rng = np.random.default_rng(0)
-    matrix = rng.normal(size=(300, 16)).astype(np.float32) * rng.uniform(0.1, 10, size=(300, 1)).astype(np.float32)
-    queries = rng.normal(size=(7, 16)).astype(np.float32)
-    ids = [f"i{j}" for j in range(300)]
+    ids, matrix, queries = random_items(300, 16, 7, seed=0)
     index = VectorIndex(ids, matrix, normalize=True)
     assert_equals_brute_force(index, matrix, queries, 20)
     # with exclusions: the next best fill in
@@ -172,11 +176,9 @@ needs_bfloat16 = pytest.mark.skipif(not native_bfloat16(), reason="this CPU has 
 
 @needs_bfloat16
 def test_screened_inner_product_search_equals_brute_force_with_exclusions():
-    rng = np.random.default_rng(3)
-    matrix = rng.normal(size=(2_000, 24)).astype(np.float32) * rng.uniform(0.1, 5, size=(2_000, 1)).astype(np.float32)
-    queries = rng.normal(size=(300, 24)).astype(np.float32)
-    ids = [f"i{j}" for j in range(2_000)]
+    ids, matrix, queries = random_items(2_000, 24, 300, seed=3)
     index = VectorIndex(ids, matrix, normalize=False)
+    rng = np.random.default_rng(3)
     assert index._screen is not None
     assert_equals_brute_force(index, matrix, queries, 25,
                               [set(rng.choice(2_000, 30, replace=False).tolist()) for _ in range(300)])
