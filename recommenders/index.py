@@ -41,8 +41,10 @@ def screen_error_bound(dim: int) -> float:
 
 
 def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (oneDNN's AVX512-BF16 / AMX kernels)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU multiplies bfloat16 natively (oneDNN's AVX512-BF16 / AMX kernels); False where this torch
+    build cannot tell (the check is a private oneDNN operator)."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
 
 
 class VectorIndex:
