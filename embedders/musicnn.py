@@ -100,8 +100,7 @@ def _load_conv(conv: torch.nn.Module, checkpoint: TFCheckpoint, scope: str) -> N
 
 
 PRODUCT_MAX_FRAMES = 64  # float32 CPU: longest time kernel run as windows x kernels (FrequencyPooledConv)
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEVICE_PRECISIONS = {"cpu": ("float32", "bfloat16"), "cuda": ("float16", "float32")}
+DEVICE_PRECISIONS = {"cpu": ("float32", "bfloat16"), "cuda": ("float16", "float32")}  # torch dtype names
 
 
 class FrequencyPooledConv(torch.nn.Module):
@@ -143,9 +142,8 @@ class FrequencyPooledConv(torch.nn.Module):
     def _windows_max(self, x: torch.Tensor) -> torch.Tensor:
         """The conv's output maxed over mel bins, (B, 1, T, bins) -> (B, filters, T): per patch one product of
         its (time x mel) windows (T * positions, length * width) with the kernels (length * width, filters). Same
-        sums as the convolution. On a 2-core CPU (float32) 1.6-2.2x faster than oneDNN's one-channel convolution
-        for the 64- and 32-frame time kernels, not for 128 frames or the timbral kernels; in bfloat16 about 2x
-        faster for every kernel."""
+        sums as the convolution. Faster on the CPU than oneDNN's one-channel convolution in float32 for the short
+        time kernels (up to `PRODUCT_MAX_FRAMES`), and in bfloat16 for every kernel (benchmarks/anchor_musicnn.py)."""
         length, width = self.conv.kernel_size
         filters, frames, after = self.conv.out_channels, x.shape[2], self.conv.padding[0]
         padded = torch.nn.functional.pad(x[:, 0], (0, 0, after, after))  # (B, T + 2 after, bins)
@@ -303,8 +301,8 @@ class MusiCNNEmbedder(Backbone):
         """hop_seconds: patch hop (3.0 = musicnn's default of adjacent patches, 1.5 = Essentia's 93 frames);
         device: 'cpu' / 'cuda' (default: cuda when available);
         precision: the model's number type: 'float32' (the CPU's default), 'float16' (CUDA's default) or
-        'bfloat16' (CPU: about 1.5x faster end to end where the CPU has AVX512-BF16 or AMX; tags within about
-        0.01 of float32's); log-mel features and outputs stay float32;
+        'bfloat16' (CPU: faster where the CPU has AVX512-BF16 or AMX, tags within about 0.01 of the original's;
+        README, anchors table); log-mel features and outputs stay float32;
         patches_per_batch: patches per forward pass (default: 32 on CPU, sized to free memory on CUDA);
         weights_dir: a folder with the TF checkpoint (default: the one the musicnn wheel ships)."""
 
@@ -315,8 +313,9 @@ class MusiCNNEmbedder(Backbone):
         weights_dir: str | None = None
 
         def __post_init__(self) -> None:
-            if self.precision is not None and self.precision not in PRECISIONS:
-                raise ValueError(f"precision {self.precision!r}: expected one of {sorted(PRECISIONS)}")
+            known = sorted({name for names in DEVICE_PRECISIONS.values() for name in names})
+            if self.precision is not None and self.precision not in known:
+                raise ValueError(f"precision {self.precision!r}: expected one of {known}")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -331,7 +330,7 @@ class MusiCNNEmbedder(Backbone):
         allowed = DEVICE_PRECISIONS.get(self.device.type, ("float32",))
         if precision not in allowed:
             raise ValueError(f"{self.name}: precision {precision!r} on {self.device.type}: expected one of {allowed}")
-        self.dtype = PRECISIONS[precision]
+        self.dtype = getattr(torch, precision)
         model, self.weights_path = load_pretrained(dataset, weights_dir)
         self.model = model.to(self.device, self.dtype)
         self.features = LogMel().to(self.device)

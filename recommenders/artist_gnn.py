@@ -30,7 +30,7 @@ from catalog.io import atomic_path, write_json
 from catalog.olga import ArtistGraph, resolve_features
 from evaluation.artist_similarity import DEFAULT_K, SplitScore, both_directions, evaluate_split, message_passing_edges
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = ("float32", "bfloat16")  # torch dtype names for the training forward
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ArtistGNNConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: expected one of {sorted(PRECISIONS)}")
+            raise ValueError(f"precision {self.precision!r}: expected one of {list(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ def train_artist_gnn(
         start = time.perf_counter()
         model.train()
         optimizer.zero_grad()
-        with torch.autocast("cpu", dtype=PRECISIONS[config.precision], enabled=config.precision != "float32"):
+        with torch.autocast("cpu", dtype=getattr(torch, config.precision), enabled=config.precision != "float32"):
             z = model(x_train, train_adjacency).float()
         negative = torch.randint(len(train_nodes), anchor.shape, generator=sampler)
         loss = gathered_triplet_loss(z, anchor, positive, negative, config.margin)

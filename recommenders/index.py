@@ -112,13 +112,14 @@ class VectorIndex:
     def _blas_search(self, queries: np.ndarray, k: int, excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """CPU: scores (n, min(k, n_items)) float32, best first, excluded rows -inf; rows int64 alike."""
         depth = min(k, len(self.ids))
-        screened = self._screen is not None and depth + max(depth, SCREEN_MARGIN) < len(self.ids)
+        candidates = depth + max(depth, SCREEN_MARGIN)  # screened rows re-scored exactly per query
+        screened = self._screen is not None and candidates < len(self.ids)
         scores = np.empty((len(queries), depth), np.float32)
         rows = np.empty((len(queries), depth), np.int64)
         for start in range(0, len(queries), self.batch_queries):
             stop = min(start + self.batch_queries, len(queries))
             batch, batch_excluded = torch.from_numpy(queries[start:stop]), excluded[start:stop]
-            found = (self._screened_top(batch, depth, batch_excluded) if screened
+            found = (self._screened_top(batch, depth, candidates, batch_excluded) if screened
                      else self._exact_top(batch, depth, batch_excluded))
             scores[start:stop], rows[start:stop] = found[0].numpy(), found[1].numpy()
         return scores, rows
@@ -137,10 +138,11 @@ class VectorIndex:
         top = torch.topk(self._mask(queries @ self._vectors.T, excluded), depth, dim=1)
         return top.values, top.indices
 
-    def _screened_top(self, queries: torch.Tensor, depth: int, excluded: list[np.ndarray]):
-        """As `_exact_top`, with the bfloat16 screen (module docstring); uncertified queries go to `_exact_top`."""
+    def _screened_top(self, queries: torch.Tensor, depth: int, candidates: int, excluded: list[np.ndarray]):
+        """As `_exact_top`, with the bfloat16 screen (module docstring) keeping `candidates` rows per query for the
+        exact re-scoring; uncertified queries go to `_exact_top`."""
         rough = self._mask(queries.to(torch.bfloat16) @ self._screen.T, excluded)
-        cut = torch.topk(rough, depth + max(depth, SCREEN_MARGIN), dim=1)
+        cut = torch.topk(rough, candidates, dim=1)
         floor = cut.values[:, -1].float()  # deepest screened score: no item outside the cut screens above it
         exact = torch.bmm(self._vectors[cut.indices], queries.unsqueeze(2)).squeeze(2)
         exact = exact.masked_fill(torch.isinf(cut.values), float("-inf"))  # excluded rows stay out
