@@ -29,7 +29,7 @@ from torch_geometric.utils import subgraph
 from benchmarks.anchors import device_label
 from catalog.olga import ArtistGraph, load_olga, resolve_features
 from evaluation.artist_similarity import DEFAULT_K, both_directions, evaluate_split, message_passing_edges
-from recommenders.artist_gnn import ArtistGNNConfig, train_artist_gnn
+from recommenders.artist_gnn import PRECISIONS, ArtistGNNConfig, train_artist_gnn
 
 OLGA = Path(__file__).resolve().parents[2] / "shared" / "data" / "olga"
 LAYERS, LR, SEED, THREADS = 4, 5e-3, 0, 2
@@ -98,7 +98,7 @@ def measure(quick: bool) -> list[dict]:
     graph = load_olga(OLGA)
     features = resolve_features(graph, "random", seed=SEED)
     load_before = os.getloadavg()[0]
-    ours = {precision: train_ours(graph, features, steps, precision) for precision in ("float32", "bfloat16")}
+    ours = {precision: train_ours(graph, features, steps, precision) for precision in PRECISIONS}
     anchor_model, anchor_seconds, anchor_cpu = train_plain(graph, features, steps)
     load_after = os.getloadavg()[0]
     with torch.no_grad():

@@ -19,7 +19,7 @@ import polars as pl
 import torch
 
 from catalog.olga import load_olga
-from recommenders.artist_gnn import run_layer_sweep
+from recommenders.artist_gnn import PRECISIONS, run_layer_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 # Test NDCG@200 with the published (extra-term) IDCG, for 0..4 layers: DESIGN.md, "Reference numbers".
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument("--out", type=Path, default=REPO / "storage/reports/olga_sweep.csv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
