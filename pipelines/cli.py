@@ -157,7 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve the experiment's live release over HTTP until interrupted."""
     from serving.api import run_server
 
-    run_server(storage_of(args), host=args.host, port=args.port)
+    run_server(storage_of(args), host=args.host, port=args.port, search_precision=args.search_precision)
     return 0
 
 
@@ -193,9 +193,14 @@ def add_similar(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_serve(subparsers: argparse._SubParsersAction) -> None:
+    from recommenders.query_encoder import PRECISIONS
+
     parser = subparsers.add_parser("serve", help="the serving tables as an HTTP JSON API with a web page")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--search-precision", choices=PRECISIONS, default="float32",
+                        help="what the search worker's query encoder computes in; bfloat16 halves its time on CPUs "
+                             "with native bfloat16, vectors within about 1e-4 (default float32)")
     _lookup_options(parser, k=False)
     parser.set_defaults(handler=run_serve)
 

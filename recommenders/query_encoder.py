@@ -1,6 +1,9 @@
 """A lean query encoder for BERT-family sentence-transformers folders: the same vectors as `TextBiEncoder.encode`
 (within float32 rounding, ~1e-6) computed in numpy, importing only numpy, safetensors.numpy and `tokenizers` -- no
 torch, transformers or sentence-transformers -- so a one-off `musicrec search` starts in well under a second.
+With `precision="bfloat16"` (for a long-running server) the linear layers run as bfloat16 products in torch's
+oneDNN instead: half the weight bytes to stream per batch, vectors within about 1e-4 of the float32 ones
+(`benchmarks/serve.py` reports the speed, `tests/test_query_encoder.py` the agreement).
 
     if LeanQueryEncoder.supports(folder):
         encoder = LeanQueryEncoder.load(folder)
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import struct
 from collections.abc import Sequence
@@ -31,8 +35,11 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+log = logging.getLogger(__name__)
+
 WEIGHTS_FILE, TOKENIZER_FILE, MODULES_FILE = "model.safetensors", "tokenizer.json", "modules.json"
 _POOLING_MODES = ("mean", "cls")
+PRECISIONS = ("float32", "bfloat16")  # what the linear layers compute in
 _FLOAT_DTYPES = ("F16", "F32", "F64")  # what numpy reads (bfloat16 is not): other folders fall back
 _LAYER_KEYS = (
     "attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",
@@ -202,6 +209,37 @@ def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray
     return out.reshape(*x.shape[:-1], weight_t.shape[1])
 
 
+class _BFloat16Linears:
+    """The encoder's linear layers as bfloat16 products in torch's oneDNN, weights packed once for its kernels:
+    float32 (..., in) -> float32 (..., out), accumulated in float32, inputs and weights rounded to bfloat16."""
+
+    pack_rows = 16  # the batch size (tokens) oneDNN lays the packed weights out for; any size still works
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        import torch
+
+        if not torch.backends.mkldnn.is_available():
+            raise RuntimeError("bfloat16 queries need torch's oneDNN (mkldnn) backend, which this torch lacks")
+        from recommenders.index import native_bfloat16
+
+        if not native_bfloat16():
+            log.warning("this CPU has no native bfloat16 products: bfloat16 queries will be slower than float32")
+        self._torch = torch
+        self._packed = {
+            name.removesuffix(".weight"): (
+                torch.ops.mkldnn._reorder_linear_weight(torch.from_numpy(weight.T.copy()).bfloat16(), self.pack_rows),
+                torch.from_numpy(weights[name.removesuffix(".weight") + ".bias"]).bfloat16())
+            for name, weight in weights.items() if name.endswith(("qkv.weight", "dense.weight"))}
+
+    def __call__(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """`layer` (a weight name without ".weight") applied to float32 x (..., in)."""
+        torch = self._torch
+        packed, bias = self._packed[layer]
+        flat = torch.from_numpy(np.ascontiguousarray(x).reshape(-1, x.shape[-1])).bfloat16()
+        out = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "").float().numpy()
+        return out.reshape(*x.shape[:-1], out.shape[1])
+
+
 @functools.cache
 def _thread_pools():
     """threadpoolctl's controller of the BLAS/OpenMP libraries loaded so far (numpy's among them), made once."""
@@ -217,12 +255,15 @@ class LeanQueryEncoder:
     `encode` runs the BLAS products on `threads` thread(s) (default 1): queries are short, and on a small shared
     CPU waking BLAS threads for (tokens x 384) products costs more than it saves (a 2-word query: ~0.35 s with
     numpy's default 2 OpenBLAS threads on a busy 2-core machine, ~0.015 s with one); the serving worker also
-    keeps the other core for the server."""
+    keeps the other core for the server. `precision`: one of PRECISIONS, what the linear layers compute in
+    (module docstring); "bfloat16" imports torch."""
 
     name = "lean-biencoder"
 
     def __init__(self, tokenizer: Tokenizer, weights: dict[str, np.ndarray], plan: FolderPlan,
-                 batch_size: int = 64, source: str = "", threads: int = 1) -> None:
+                 batch_size: int = 64, source: str = "", threads: int = 1, precision: str = "float32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.tokenizer = tokenizer
         # float32 arrays, checkpoint names without a "bert." prefix; q/k/v fused as "qkv"; the linear layers'
         # weights transposed to (in, out)
@@ -231,6 +272,8 @@ class LeanQueryEncoder:
         self.batch_size = batch_size
         self.source = source
         self.threads = threads
+        self.precision = precision
+        self._bfloat16 = _BFloat16Linears(weights) if precision == "bfloat16" else None
 
     @staticmethod
     def supports(folder: str | Path) -> bool:
@@ -247,7 +290,8 @@ class LeanQueryEncoder:
         return all(dtypes.get(prefix + key) in _FLOAT_DTYPES for key in _required_keys(plan.num_layers))
 
     @classmethod
-    def load(cls, folder: str | Path, batch_size: int = 64, threads: int = 1) -> "LeanQueryEncoder":
+    def load(cls, folder: str | Path, batch_size: int = 64, threads: int = 1,
+             precision: str = "float32") -> "LeanQueryEncoder":
         """Read the tokenizer, hyperparameters and float32 weights of a folder `supports` accepts."""
         folder = Path(folder)
         plan = plan_folder(folder)
@@ -268,11 +312,17 @@ class LeanQueryEncoder:
                                                             for m in ("query", "key", "value")])
         for key in [k for k in weights if k.endswith(("qkv.weight", "dense.weight"))]:
             weights[key] = np.ascontiguousarray(weights[key].T)  # (in, out) for `_linear`
-        return cls(tokenizer, weights, plan, batch_size, str(folder), threads)
+        return cls(tokenizer, weights, plan, batch_size, str(folder), threads, precision)
 
     @property
     def dim(self) -> int:
         return self.plan.hidden_size
+
+    def _linear(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """The linear layer `layer` (its weight's name without ".weight") of float32 x (..., in), in `precision`."""
+        if self._bfloat16 is not None:
+            return self._bfloat16(x, layer)
+        return _linear(x, self.weights[layer + ".weight"], self.weights[layer + ".bias"])
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """int64 ids, int64 token types and bool attention mask, each (n, L): right-padded to the longest text."""
@@ -309,7 +359,7 @@ class LeanQueryEncoder:
         padded = np.zeros((n * length, 3 * plan.hidden_size), np.float32)
         for i in range(plan.num_layers):
             p = f"encoder.layer.{i}."
-            padded[real] = _linear(x, w[p + "attention.self.qkv.weight"], w[p + "attention.self.qkv.bias"])
+            padded[real] = self._linear(x, p + "attention.self.qkv")
             q, k, v = padded.reshape(n, length, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)  # each (n, heads, L, d)
             scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # (n, heads, L, L)
             scores += key_bias
@@ -317,12 +367,11 @@ class LeanQueryEncoder:
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
             context = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, plan.hidden_size)[real]
-            x = _layer_norm(_linear(context, w[p + "attention.output.dense.weight"],
-                                    w[p + "attention.output.dense.bias"]) + x,
+            x = _layer_norm(self._linear(context, p + "attention.output.dense") + x,
                             w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
                             eps)
-            inner = gelu(_linear(x, w[p + "intermediate.dense.weight"], w[p + "intermediate.dense.bias"]))
-            x = _layer_norm(_linear(inner, w[p + "output.dense.weight"], w[p + "output.dense.bias"]) + x,
+            inner = gelu(self._linear(x, p + "intermediate.dense"))
+            x = _layer_norm(self._linear(inner, p + "output.dense") + x,
                             w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
         states = np.zeros((n * length, plan.hidden_size), np.float32)
         states[real] = x

@@ -103,17 +103,18 @@ class TextSearchIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | None = None, lean: bool = False) -> "TextSearchIndex":
+    def load(cls, folder: str | Path, device: str | None = None, lean: bool = False,
+             precision: str = "float32") -> "TextSearchIndex":
         """Inverse of `save`; loads the encoder the index was built with. `lean`: encode queries with
-        `LeanQueryEncoder` (numpy on the CPU; same vectors, without importing torch) when it supports the
-        model folder, else fall back to `TextBiEncoder`."""
+        `LeanQueryEncoder` (numpy on the CPU; same vectors, without importing torch) in `precision` (one of its
+        PRECISIONS) when it supports the model folder, else fall back to `TextBiEncoder` (float32)."""
         folder = Path(folder)
         missing = [name for name in (INDEX_FILE, TRACKS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder}: not a search index (missing {', '.join(missing)})")
         config = json.loads((folder / CONFIG_FILE).read_text())
         model_folder = Path(config["model_folder"]) if config["model_folder"] else None
-        encoder = load_query_encoder(model_folder, device) if lean else None
+        encoder = load_query_encoder(model_folder, device, precision) if lean else None
         if encoder is None:
             from recommenders.text_biencoder import TextBiEncoder
 
@@ -124,9 +125,10 @@ class TextSearchIndex:
         return cls(encoder, index, pl.read_parquet(folder / TRACKS_FILE), model_folder)
 
 
-def load_query_encoder(model_folder: Path | None, device: str | None = None) -> LeanQueryEncoder | None:
-    """A `LeanQueryEncoder` for `model_folder` (None: the bundled model), or None when it does not support that
-    folder or a non-CPU `device` is asked for."""
+def load_query_encoder(model_folder: Path | None, device: str | None = None,
+                       precision: str = "float32") -> LeanQueryEncoder | None:
+    """A `LeanQueryEncoder` in `precision` for `model_folder` (None: the bundled model), or None when it does not
+    support that folder or a non-CPU `device` is asked for."""
     from recommenders.query_encoder import LeanQueryEncoder
 
     if device not in (None, "cpu"):
@@ -135,7 +137,7 @@ def load_query_encoder(model_folder: Path | None, device: str | None = None) -> 
         from recommenders.bundled_model import bundled_model_path
 
         model_folder = bundled_model_path()
-    return LeanQueryEncoder.load(model_folder) if LeanQueryEncoder.supports(model_folder) else None
+    return LeanQueryEncoder.load(model_folder, precision=precision) if LeanQueryEncoder.supports(model_folder) else None
 
 
 def display_table(tracks: pl.DataFrame, artists: pl.DataFrame | None) -> pl.DataFrame:

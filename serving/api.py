@@ -45,7 +45,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.model_worker import ModelWorkers, SearchBatcher
+from serving.model_worker import ModelWorkers, SearchBatcher, WorkerDied
 from serving.snapshot import FeatureMissing, Hit, ServingRelease, UnknownId, current_release, load_current
 
 log = logging.getLogger(__name__)
@@ -94,33 +94,39 @@ class Served:
     async def embed(self, path: str) -> np.ndarray:
         """The backbone's float32 (dim,) vector of an audio file."""
         try:
-            return await asyncio.wrap_future(self.workers.embed(self.backbone_spec(), path))
+            return await self.workers.embed(self.backbone_spec(), path)
         except LookupError as exc:  # a backbone that reads no audio (KeyError, UnknownId are not raised here)
             raise FeatureMissing(f"release {self.release.name}: similar-by-audio is unavailable: "
                                  f"{exc.args[0]}") from None
 
-    def warm(self) -> None:
-        """Have the workers load this release's search index now (not waiting for it), so that the first
-        searches after a start or a swap do not wait."""
+    async def warm(self) -> None:
+        """Have the search worker load this release's search index now, so that its first searches do not wait
+        for the load; raises what loading raised."""
         with contextlib.suppress(FeatureMissing):
-            self.workers.search(self.search_folder(), ["warm up"], 1)
+            await self.batcher.search(self.search_folder(), "warm up", 1)
 
 
 class LiveRelease:
-    """The release requests are answered from (`served`), swapped by a watcher thread when CURRENT changes."""
+    """The release requests are answered from (`served`), swapped by a watcher thread when CURRENT changes.
+    `start` and `stop` run on the server's event loop."""
 
-    def __init__(self, storage: str | Path, poll_seconds: float) -> None:
+    warm_timeout = 300.0  # seconds a new release's search index may take to load before the swap is abandoned
+
+    def __init__(self, storage: str | Path, poll_seconds: float, search_precision: str = "float32") -> None:
         self.storage = Path(storage)
         self.poll_seconds = poll_seconds
-        self.workers = ModelWorkers()
+        self.workers = ModelWorkers(search_precision=search_precision)
         self.batcher = SearchBatcher(self.workers)
         self.served = Served(load_current(storage), self.workers, self.batcher)
         self._folder = self.served.release.folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warming: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.served.warm()
+        self._loop = asyncio.get_running_loop()
+        self._warming = self._loop.create_task(self._warm_first())
         self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
         self._thread.start()
 
@@ -128,22 +134,33 @@ class LiveRelease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._warming is not None:
+            self._warming.cancel()
         self.workers.close()
+
+    async def _warm_first(self) -> None:
+        """Warm the release the server starts with, without holding up the start; a failure is logged (its
+        searches will answer with the error)."""
+        try:
+            await self.served.warm()
+        except Exception:  # noqa: BLE001 — logged; the server still answers everything else
+            log.exception("loading the search index of release %s failed", self.served.release.name)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             self.check()
 
     def check(self) -> None:
-        """Swap in the release CURRENT names if it is new. One that fails to load is logged and skipped: the
-        old release keeps serving until CURRENT changes again."""
+        """Swap in the release CURRENT names if it is new, once its tables are loaded and the search worker has
+        loaded its index (runs in the watcher thread). One that fails to load is logged and skipped: the old
+        release keeps serving until CURRENT changes again."""
         try:
             folder = current_release(self.storage)
             if folder is None or folder == self._folder:
                 return
             self._folder = folder
             fresh = Served(ServingRelease(folder), self.workers, self.batcher)
-            fresh.warm()
+            asyncio.run_coroutine_threadsafe(fresh.warm(), self._loop).result(self.warm_timeout)
         except Exception:  # noqa: BLE001 — a bad release or unreadable storage must not stop the watcher
             log.exception("release watcher: reading or loading a new release failed; still serving %s",
                           self.served.release.name)
@@ -213,17 +230,27 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def feature_missing(request: Request, exc: FeatureMissing) -> JSONResponse:
         return _error(404, str(exc))
 
+    @app.exception_handler(WorkerDied)
+    async def worker_died(request: Request, exc: WorkerDied) -> JSONResponse:
+        return _error(503, f"{exc}; try again")
+
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return _error(500, f"internal server error ({type(exc).__name__}); the traceback is in the server log")
 
 
-def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes: int = 20 * 2**20) -> FastAPI:
+def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes: int = 20 * 2**20,
+               search_precision: str = "float32") -> FastAPI:
     """The API and page over `<storage>/serving`'s live release (FileNotFoundError when there is none yet).
     `poll_seconds`: how often the watcher checks for a new release, seconds. `max_upload_bytes`: largest request
-    body (the audio upload), bytes (the file plus a few hundred bytes of multipart framing); larger: 413."""
-    live = LiveRelease(storage, poll_seconds)
+    body (the audio upload), bytes (the file plus a few hundred bytes of multipart framing); larger: 413.
+    `search_precision`: what the search worker's query encoder computes in (`query_encoder.PRECISIONS`)."""
+    from recommenders.query_encoder import PRECISIONS
+
+    if search_precision not in PRECISIONS:
+        raise ValueError(f"search_precision must be one of {', '.join(PRECISIONS)}, got {search_precision!r}")
+    live = LiveRelease(storage, poll_seconds, search_precision)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -330,12 +357,13 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
     return app
 
 
-def run_server(storage: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve `create_app(storage)` with uvicorn until interrupted (blocks). Torch runs one intra-op thread:
-    concurrency comes from parallel requests, and several requests each spinning up a thread team oversubscribe
-    the cores (a one-query search took 13 ms with one thread, 70-230 ms with two, on a loaded 2-core machine)."""
-    import torch
+def run_server(storage: str | Path, host: str = "127.0.0.1", port: int = 8000,
+               search_precision: str = "float32") -> None:
+    """Serve `create_app(storage, search_precision=...)` with uvicorn until interrupted (blocks). The server's
+    own process imports no model library and runs BLAS and OpenMP (faiss) on one thread: its lookups are small,
+    and the model workers run their own (`serving.model_worker`)."""
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(storage), host=host, port=port)
+    uvicorn.run(create_app(storage, search_precision=search_precision), host=host, port=port)
