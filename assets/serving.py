@@ -172,8 +172,8 @@ def build_serving_assets(experiment: Experiment) -> list[dg.AssetsDefinition]:
         folder = publish_release(storage.root, tables, vectors, {
             "experiment": experiment.name, "recommender": recommender, "backbone": backbone, "k": k,
             "similar": similar, "similar_backbone": similar_backbone,
-            "audio_root": str(root.resolve()) if root is not None else None,
-            "search_index": str(search) if search_deps and (search / "index.faiss").exists() else None})
+            "audio_root": str(root.resolve()) if root is not None else None},
+            search_index=search if search_deps and (search / "index.faiss").exists() else None)
         return dg.MaterializeResult(metadata={"release": folder.name, "path": str(folder),
                                               "users": serving_recommendations["user_id"].n_unique(),
                                               "tracks": track_info.height})

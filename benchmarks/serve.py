@@ -106,7 +106,7 @@ def synthetic_release(storage: Path, work: Path, n_tracks: int, n_users: int, k:
                     {"experiment": "serve-benchmark", "recommender": "random", "backbone": "random", "k": k,
                      "similar": "random",
                      "similar_backbone": {"name": "handcrafted", "options": {}, "module": "embedders.handcrafted"},
-                     "audio_root": str(work / "audio"), "search_index": str(search)})
+                     "audio_root": str(work / "audio")}, search_index=search)
 
 
 def republish(storage: Path) -> str:
@@ -120,9 +120,10 @@ def republish(storage: Path) -> str:
     tables = {name: pl.read_parquet(folder / f"{name}.parquet") for name in TABLES + OPTIONAL_TABLES
               if (folder / f"{name}.parquet").exists()}
     vectors = read_embeddings(folder / "vectors.parquet") if (folder / "vectors.parquet").exists() else None
-    manifest = {k: v for k, v in json.loads((folder / "manifest.json").read_text()).items()
-                if k not in ("release", "created")}
-    return publish_release(storage, tables, vectors, manifest).name
+    manifest = json.loads((folder / "manifest.json").read_text())
+    search_index = manifest.get("search_index")
+    manifest = {k: v for k, v in manifest.items() if k not in ("release", "created", "search_index")}
+    return publish_release(storage, tables, vectors, manifest, search_index=search_index).name
 
 
 def free_port() -> int:

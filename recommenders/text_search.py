@@ -16,6 +16,7 @@ table writers are imported where used, so a `lean` load never imports torch, sen
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,8 +129,9 @@ class TextSearchIndex:
 def load_query_encoder(model_folder: Path | None, device: str | None = None,
                        precision: str = "float32") -> LeanQueryEncoder | None:
     """A `LeanQueryEncoder` in `precision` for `model_folder` (None: the bundled model), or None when it does not
-    support that folder or a non-CPU `device` is asked for."""
-    from recommenders.query_encoder import LeanQueryEncoder
+    support that folder or a non-CPU `device` is asked for. The last two loaded are kept and shared while their
+    weights file is unchanged, so that a server loading each new release's index reloads no model."""
+    from recommenders.query_encoder import WEIGHTS_FILE, LeanQueryEncoder
 
     if device not in (None, "cpu"):
         return None
@@ -137,7 +139,18 @@ def load_query_encoder(model_folder: Path | None, device: str | None = None,
         from recommenders.bundled_model import bundled_model_path
 
         model_folder = bundled_model_path()
-    return LeanQueryEncoder.load(model_folder, precision=precision) if LeanQueryEncoder.supports(model_folder) else None
+    if not LeanQueryEncoder.supports(model_folder):
+        return None
+    weights = (Path(model_folder) / WEIGHTS_FILE).stat()
+    return _shared_lean_encoder(str(Path(model_folder).resolve()), weights.st_mtime_ns, weights.st_size, precision)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_lean_encoder(folder: str, mtime_ns: int, size: int, precision: str) -> LeanQueryEncoder:
+    """`LeanQueryEncoder.load(folder, precision=precision)`, cached per weights-file version (mtime_ns, size)."""
+    from recommenders.query_encoder import LeanQueryEncoder
+
+    return LeanQueryEncoder.load(folder, precision=precision)
 
 
 def display_table(tracks: pl.DataFrame, artists: pl.DataFrame | None) -> pl.DataFrame:

@@ -7,7 +7,8 @@ Layout under `<storage>/serving/`:
   `tracks.parquet` (track_id, title, artist_id, artist, audio_path, tags), `histories.parquet` (user_id,
   track_id, timestamp), `similar_artists.parquet` (artist_id, rank, similar_id, score: each artist's k most
   similar artists; optional), `artists.parquet` (artist_id, name; optional),
-  `vectors.parquet` (the similar-tracks backbone table: track_id, embedding),
+  `vectors.parquet` (the similar-tracks backbone table: track_id, embedding), `search/` (the text search index
+  as it was at publishing: its files hard-linked, or copied across file systems; optional),
   `manifest.json` (experiment, recommender, backbone, similar table and its backbone class and options, k,
   audio root, search index folder, created).
 - `CURRENT`: the name of the live release, replaced atomically after the release folder is complete, so a
@@ -69,9 +70,11 @@ def current_release(storage: str | Path) -> Path | None:
 
 
 def publish_release(storage: str | Path, tables: dict[str, pl.DataFrame], vectors: ItemVectors | None,
-                    manifest: dict) -> Path:
-    """Write a new release folder (the `TABLES`, those of `OPTIONAL_TABLES` given, vectors, manifest), then
-    point CURRENT at it; returns the folder."""
+                    manifest: dict, search_index: str | Path | None = None) -> Path:
+    """Write a new release folder (the `TABLES`, those of `OPTIONAL_TABLES` given, vectors, a snapshot of the
+    text search index folder `search_index`, manifest), then point CURRENT at it; returns the folder. The
+    snapshot keeps the release whole when the search index is rebuilt in place later (the manifest's
+    "search_index" names the snapshot)."""
     created = datetime.now(UTC)
     name = created.strftime("%Y%m%dT%H%M%S%fZ")
     folder = serving_root(storage) / "releases" / name
@@ -79,13 +82,27 @@ def publish_release(storage: str | Path, tables: dict[str, pl.DataFrame], vector
         write_parquet(tables[table_name].to_arrow(), folder / f"{table_name}.parquet")
     if vectors is not None:
         write_embeddings(vectors, folder / "vectors.parquet", {})
-    write_json({**manifest, "release": name, "created": created.isoformat()}, folder / "manifest.json")
+    snapshot = _snapshot_files(Path(search_index), folder / "search") if search_index is not None else None
+    write_json({**manifest, "search_index": str(snapshot) if snapshot else None, "release": name,
+                "created": created.isoformat()}, folder / "manifest.json")
     with atomic_path(serving_root(storage) / CURRENT) as tmp:
         tmp.write_text(name)
     releases = sorted(p for p in (serving_root(storage) / "releases").iterdir() if p.is_dir())
     for old in releases[:-KEEP_RELEASES]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _snapshot_files(source: Path, target: Path) -> Path:
+    """The files directly in `source` hard-linked into a new folder `target` (copied where linking fails, e.g.
+    across file systems). Writers replace files atomically (a new inode), so a link keeps the old content."""
+    target.mkdir(parents=True)
+    for path in sorted(p for p in source.iterdir() if p.is_file()):
+        try:
+            (target / path.name).hardlink_to(path)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+    return target
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import polars as pl
 import pytest
 import soundfile as sf
 
+from catalog.io import atomic_path
 from embedders.handcrafted import HandcraftedEmbedder
 from embedders.runner import embed_tracks
 from recommenders.index import VectorIndex
@@ -102,13 +104,12 @@ def release_tables(tracks: pl.DataFrame, vectors_ids: list[str], matrix: np.ndar
     }
 
 
-def manifest(audio_root: Path | None, search_index: Path | None, similar_backbone: bool = True) -> dict:
+def manifest(audio_root: Path | None, similar_backbone: bool = True) -> dict:
     return {"experiment": "serving-test", "recommender": "toy", "backbone": "handcrafted", "k": K,
             "similar": "handcrafted",
             "similar_backbone": {"name": "handcrafted", "options": {}, "module": "embedders.handcrafted"}
             if similar_backbone else None,
-            "audio_root": str(audio_root) if audio_root else None,
-            "search_index": str(search_index) if search_index else None}
+            "audio_root": str(audio_root) if audio_root else None}
 
 
 def free_port() -> int:
@@ -203,7 +204,7 @@ def publish_test_release(folder: Path) -> dict:
          for a in ids for r, b in enumerate(x for x in ids if x != a)])
     tables["artists"] = artists
     storage = folder / "storage"
-    published = publish_release(storage, tables, vectors, manifest(audio_root, search))
+    published = publish_release(storage, tables, vectors, manifest(audio_root), search_index=search)
     outside = folder / "secret.txt"
     outside.write_text("not for the web")
     (audio_root / "escape.wav").symlink_to(outside)
@@ -421,7 +422,7 @@ def test_hot_swap_under_load(release, tmp_path):
     hammer /api/recommend is picked up with zero failed requests."""
     tables = release["tables"]
     storage = tmp_path / "storage"
-    first = publish_release(storage, tables, None, manifest(release["audio_root"], None, False)).name
+    first = publish_release(storage, tables, None, manifest(release["audio_root"], False)).name
     with running_server(storage, tmp_path / "server.log") as base:
         assert get(base, "/api/search?q=piano")[0] == 404
         status, body = post_audio(base, "t01.wav", (release["audio_root"] / "wav" / "t01.wav").read_bytes())
@@ -449,7 +450,7 @@ def test_hot_swap_under_load(release, tmp_path):
         swapped = dict(tables, recommendations=pl.DataFrame(
             [{"user_id": "u1", "rank": r + 1, "track_id": t, "score": 1.0 - r / 10}
              for r, t in enumerate(["t06", "t05", "t04"])]))
-        second = publish_release(storage, swapped, None, manifest(release["audio_root"], None, False)).name
+        second = publish_release(storage, swapped, None, manifest(release["audio_root"], False)).name
         deadline = time.monotonic() + 15
         while second not in seen and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -466,7 +467,7 @@ def test_hot_swap_under_load(release, tmp_path):
         time.sleep(2.5)
         status, body = get(base, "/api/health")
         assert status == 200 and body["release"] == second
-        third = publish_release(storage, tables, None, manifest(release["audio_root"], None, False)).name
+        third = publish_release(storage, tables, None, manifest(release["audio_root"], False)).name
         deadline = time.monotonic() + 15
         while get(base, "/api/health")[1]["release"] != third and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -475,6 +476,38 @@ def test_hot_swap_under_load(release, tmp_path):
     assert errors == [], errors[:5]
     assert seen.get(first, 0) > 0 and seen.get(second, 0) > 0, seen
     assert first != second
+
+
+def test_a_release_keeps_its_search_index_and_a_swap_serves_the_new_one(release, tmp_path):
+    """Each release holds a snapshot of the search index: rebuilding the index in place (as the search_index
+    asset does) leaves the live release's searches unchanged, and the next release's searches use the rebuilt
+    index (the server loads each release's own index)."""
+    source = shutil.copytree(release["folder"] / "search", tmp_path / "search")
+    storage = tmp_path / "storage"
+    first = publish_release(storage, release["tables"], None, manifest(release["audio_root"], False),
+                            search_index=source)
+    snapshot = Path(json.loads((first / "manifest.json").read_text())["search_index"])
+    assert snapshot == first / "search" and sorted(p.name for p in snapshot.iterdir()) == sorted(
+        p.name for p in source.iterdir())
+    before = {p.name: p.read_bytes() for p in snapshot.iterdir()}
+    with atomic_path(source / "config.json") as tmp:  # an in-place rewrite replaces the file
+        tmp.write_text("{}")
+    assert {p.name: p.read_bytes() for p in snapshot.iterdir()} == before
+
+    query = "/api/search?q=" + urllib.parse.quote("calm piano music") + "&k=3"
+    without_t01 = release["tables"]["tracks"].filter(pl.col("track_id") != "t01")
+    with running_server(storage, tmp_path / "server.log") as base:
+        assert get(base, query)[1]["items"][0]["track_id"] == "t01"
+        build_search_index(without_t01, None, source)
+        assert get(base, query)[1]["items"][0]["track_id"] == "t01"  # the live release keeps its snapshot
+        second = publish_release(storage, release["tables"], None, manifest(release["audio_root"], False),
+                                 search_index=source).name
+        deadline = time.monotonic() + 60
+        while get(base, "/api/health")[1]["release"] != second and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status, body = get(base, query)
+    assert status == 200 and body["release"] == second
+    assert len(body["items"]) == 3 and "t01" not in [item["track_id"] for item in body["items"]]
 
 
 def test_an_audio_query_imports_only_its_backbones_module(tmp_path):
