@@ -15,9 +15,9 @@ Endpoints (JSON; every error is {"error": message} with a fitting status, never 
 - GET  /                                the web page (static files under /static)
 
 Hot swap: a daemon thread reads `<storage>/serving/CURRENT` every `poll_seconds`; when it names a new release,
-the thread loads that release completely (and has the search worker load its index), then replaces one
-reference. A request reads that reference once, at its start, and answers from that release throughout:
-requests in flight finish on the release they began with, none fails during a swap.
+the thread loads that release completely and waits until the search worker has loaded the release's own search
+index, then replaces one reference. A request reads that reference once, at its start, and answers from that
+release throughout: requests in flight finish on the release they began with, none fails during a swap.
 Models run in worker processes (`serving.model_worker`), loaded at most once per release, never per request;
 lookups (recommend, similar by id, users) are in-memory and answered on the event loop.
 """
@@ -130,13 +130,15 @@ class LiveRelease:
         self._thread = threading.Thread(target=self._watch, name="release-watcher", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop the watcher and the workers. The workers close first: that fails a swap's warm-up in flight,
+        which the watcher thread may be waiting for, so joining the thread never waits on this event loop."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
         if self._warming is not None:
             self._warming.cancel()
         self.workers.close()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
 
     async def _warm_first(self) -> None:
         """Warm the release the server starts with, without holding up the start; a failure is logged (its
@@ -258,7 +260,7 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
         try:
             yield
         finally:
-            live.stop()
+            await live.stop()
 
     app = FastAPI(title="musicrec", summary="Recommendations, similar tracks and search over the live release.",
                   lifespan=lifespan)

@@ -120,6 +120,7 @@ class WorkerProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[tuple[str, tuple, asyncio.Future]] = deque()
         self._in_flight: asyncio.Future | None = None
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -130,6 +131,9 @@ class WorkerProcess:
         """Future of `name(*args)` run in the worker (`name`: "search" or "embed"); it raises what the call
         raised, or WorkerDied."""
         future = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_exception(WorkerDied(f"the {self.kind} worker was shut down"))
+            return future
         self._queue.append((name, args, future))
         if self._in_flight is None:
             self._send_next()
@@ -188,7 +192,8 @@ class WorkerProcess:
         return code
 
     def close(self) -> None:
-        """End the process; calls still queued or in flight fail with WorkerDied."""
+        """End the process; calls still queued or in flight, and any later call, fail with WorkerDied."""
+        self._closed = True
         self._stop_process()
         pending = [future for *_, future in self._queue] + ([self._in_flight] if self._in_flight else [])
         self._queue.clear()
