@@ -6,8 +6,7 @@ it loads a release's search index or audio backbone once, keeps the last `KEEP_L
 release and the one being swapped in), and runs its compute libraries on `WORKER_THREADS` thread(s) so the
 server keeps a core. The server's event loop writes each call to the worker's pipe and reads the answer when
 the pipe turns readable: no executor threads stand between them, since in a busy server every thread hop waits
-for the GIL (a `ProcessPoolExecutor` added 2.5 ms at the median and 30 ms at p99 to a search batch under
-`benchmarks/serve.py`).
+for the GIL (README, "Serving", has what a `ProcessPoolExecutor`'s hops cost).
 """
 from __future__ import annotations
 
