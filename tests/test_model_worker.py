@@ -56,3 +56,19 @@ def test_calls_errors_and_a_killed_worker(tmp_path) -> None:
     np.testing.assert_allclose(vector, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(again, vector)
     assert second_pid is not None and second_pid != first_pid
+
+
+class _ThreeArgumentError(ValueError):
+    """An exception pickle cannot rebuild (its constructor wants more than its message)."""
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(f"{path}:{line}: {reason}")
+
+
+def test_errors_that_do_not_pickle_keep_their_kind_and_message() -> None:
+    from serving.model_worker import _portable
+
+    plain = ValueError("bad file")
+    assert _portable(plain) is plain
+    rebuilt = _portable(_ThreeArgumentError("a.wav", 3, "broken"))
+    assert type(rebuilt) is ValueError and str(rebuilt) == "_ThreeArgumentError: a.wav:3: broken"
