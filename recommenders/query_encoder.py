@@ -231,6 +231,11 @@ class _BFloat16Linears:
                 torch.from_numpy(weights[name.removesuffix(".weight") + ".bias"]).bfloat16())
             for name, weight in weights.items() if name.endswith(("qkv.weight", "dense.weight"))}
 
+    @property
+    def layers(self) -> set[str]:
+        """The names of the linear layers (their weights' names without ".weight")."""
+        return set(self._packed)
+
     def __call__(self, x: np.ndarray, layer: str) -> np.ndarray:
         """`layer` (a weight name without ".weight") applied to float32 x (..., in)."""
         torch = self._torch
@@ -274,6 +279,9 @@ class LeanQueryEncoder:
         self.threads = threads
         self.precision = precision
         self._bfloat16 = _BFloat16Linears(weights) if precision == "bfloat16" else None
+        if self._bfloat16 is not None:  # its packed copies replace the float32 linear layers
+            self.weights = {name: value for name, value in weights.items()
+                            if name.rsplit(".", 1)[0] not in self._bfloat16.layers}
 
     @staticmethod
     def supports(folder: str | Path) -> bool:
