@@ -88,9 +88,12 @@ def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, 
     out = capsys.readouterr().out  # the file's own track (or its identical twin of the other batch) comes first
     assert "1.000  tone4" in out and ("(b001/tone4)" in out or "(b000/tone4)" in out)
 
-    served = serve_and_query(path, ["/api/recommend/u00?k=3", "/api/similar/b000/tone0?k=2"])
+    served = serve_and_query(path, ["/api/recommend/u00?k=3", "/api/similar/b000/tone0?k=2"],
+                             upload=folder / "b001" / "tone4.wav")
     assert [item["track_id"] for item in served[0]["items"]] == expected
     assert [item["track_id"] for item in served[1]["items"]] == similar  # ids with a slash are fine
+    nearest = served[2]["items"][0]  # the uploaded file: its own track (or its twin) first, as from the CLI
+    assert nearest["track_id"] in ("b001/tone4", "b000/tone4") and nearest["score"] == pytest.approx(1.0, abs=1e-4)
 
     write_tone(folder / "b002" / "tone0.wav", 330.0)
     run_experiment(experiment, instance, say=lambda _: None)
@@ -100,8 +103,9 @@ def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, 
     assert "b002/tone0" in set(table["track_id"]) and table.filter(pl.col("track_id") == "b002/tone0").height == 5
 
 
-def serve_and_query(experiment_file, paths: list[str]) -> list[dict]:
-    """Start `musicrec serve` on a free port for the experiment, GET each path, stop it; the JSON bodies."""
+def serve_and_query(experiment_file, paths: list[str], upload=None) -> list[dict]:
+    """Start `musicrec serve` on a free port for the experiment, GET each path (then POST the audio file
+    `upload` to /api/similar?k=1 when given), stop it; the JSON bodies."""
     import json
     import os
     import socket
@@ -125,7 +129,15 @@ def serve_and_query(experiment_file, paths: list[str]) -> list[dict]:
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read().decode()[-2000:]
                 time.sleep(0.5)
-        return [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}{p}", timeout=30).read()) for p in paths]
+        bodies = [json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}{p}", timeout=30).read()) for p in paths]
+        if upload is not None:
+            boundary = "musicrec-test"
+            data = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"{upload.name}\""
+                    f"\r\n\r\n").encode() + upload.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/similar?k=1", data=data, method="POST",
+                                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            bodies.append(json.loads(urllib.request.urlopen(request, timeout=60).read()))
+        return bodies
     finally:
         server.terminate()
         server.wait(timeout=30)
