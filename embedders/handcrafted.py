@@ -5,14 +5,17 @@ comparable scales (frequencies in octaves above 50 Hz, energies in dB / 20) so t
 dominates a cosine similarity. Output: float32 (n, 92) = mean and std over frames of 20 MFCCs, 12 chroma,
 7 spectral-contrast bands, centroid, bandwidth, roll-off, flatness, zero-crossing rate and RMS, plus tempo
 (in octaves above 60 BPM) and onset rate (onsets per second / 10).
+
+The features follow librosa 0.11's definitions but are computed with numpy alone
+(`embedders.handcrafted_features`), so that embedding one file does not pay librosa's ~2 s import.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import librosa
 import numpy as np
 
+from embedders import handcrafted_features as hf
 from embedders.base import Backbone, register_backbone
 
 N_FFT = 2048
@@ -35,24 +38,25 @@ class HandcraftedEmbedder(Backbone):
         sr = self.sample_rate
         if wave.size < N_FFT:
             wave = np.pad(wave, (0, N_FFT - wave.size))
-        magnitude = np.abs(librosa.stft(wave, n_fft=N_FFT, hop_length=HOP))
+        magnitude = hf.stft_magnitude(wave, n_fft=N_FFT, hop=HOP)
         power = magnitude**2
-        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=64)
-        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20) / 20.0
-        chroma = librosa.feature.chroma_stft(S=power, sr=sr)
-        contrast = librosa.feature.spectral_contrast(S=magnitude, sr=sr) / 20.0
-        centroid = _octaves(librosa.feature.spectral_centroid(S=magnitude, sr=sr))
-        bandwidth = _octaves(librosa.feature.spectral_bandwidth(S=magnitude, sr=sr))
-        rolloff = _octaves(librosa.feature.spectral_rolloff(S=magnitude, sr=sr))
-        flatness = librosa.feature.spectral_flatness(S=magnitude)
-        zcr = librosa.feature.zero_crossing_rate(wave, frame_length=N_FFT, hop_length=HOP)[:, : magnitude.shape[1]]
-        rms = librosa.amplitude_to_db(librosa.feature.rms(S=magnitude, frame_length=N_FFT), ref=1.0) / 20.0
+        mel_db = hf.power_to_db(hf.mel_power(power, sr, n_mels=64))
+        mfcc = hf.mfcc(mel_db, n_mfcc=20) / 20.0
+        chroma = hf.chroma(power, sr)
+        contrast = hf.spectral_contrast(magnitude, sr) / 20.0
+        centroid_hz = hf.spectral_centroid(magnitude, sr)
+        centroid = _octaves(centroid_hz)
+        bandwidth = _octaves(hf.spectral_bandwidth(magnitude, sr, centroid=centroid_hz))
+        rolloff = _octaves(hf.spectral_rolloff(magnitude, sr))
+        flatness = hf.spectral_flatness(magnitude)
+        zcr = hf.zero_crossing_rate(wave, frame_length=N_FFT, hop=HOP)[:, : magnitude.shape[1]]
+        rms = hf.amplitude_to_db(hf.rms_from_magnitude(magnitude, frame_length=N_FFT)) / 20.0
         frames = np.vstack([mfcc, chroma, contrast, centroid, bandwidth, rolloff, flatness, zcr, rms])
-        onset_envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=sr, hop_length=HOP)
-        tempo = float(np.atleast_1d(librosa.feature.tempo(onset_envelope=onset_envelope, sr=sr, hop_length=HOP))[0])
-        onsets = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=sr, hop_length=HOP)
+        onset_envelope = hf.onset_strength(mel_db, n_fft=N_FFT, hop=HOP)
+        tempo = hf.tempo(onset_envelope, sr, hop=HOP)
+        onsets = hf.onset_count(onset_envelope, sr, hop=HOP)
         seconds = wave.size / sr
-        rhythm = np.array([np.log2(max(tempo, 1.0) / 60.0), len(onsets) / seconds / 10.0])
+        rhythm = np.array([np.log2(max(tempo, 1.0) / 60.0), onsets / seconds / 10.0])
         vector = np.concatenate([frames.mean(axis=1), frames.std(axis=1), rhythm]).astype(np.float32)
         return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0)
 
