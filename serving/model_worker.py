@@ -11,6 +11,7 @@ for the GIL (README, "Serving", has what a `ProcessPoolExecutor`'s hops cost).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -55,6 +56,10 @@ def _cached(key: str, load):
         _loaded[key] = load()
         while len(_loaded) > KEEP_LOADED:
             _loaded.popitem(last=False)
+        # What is alive now (libraries, models) leaves the cyclic GC's scans: a full collection over torch and a
+        # model stalls a search for tens of ms. Reference counting still frees a dropped model.
+        gc.collect()
+        gc.freeze()
     return _loaded[key]
 
 
