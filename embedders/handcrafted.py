@@ -7,7 +7,7 @@ dominates a cosine similarity. Output: float32 (n, 92) = mean and std over frame
 (in octaves above 60 BPM) and onset rate (onsets per second / 10).
 
 The features follow librosa 0.11's definitions but are computed with numpy alone
-(`embedders.handcrafted_features`), so that embedding one file does not pay librosa's ~2 s import.
+(`embedders.spectral`), so that embedding one file does not pay librosa's ~2 s import.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embedders import handcrafted_features as hf
+from embedders import spectral as hf
 from embedders.base import Backbone, register_backbone
 
 N_FFT = 2048

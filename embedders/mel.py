@@ -8,9 +8,10 @@ before the log, which overflows to inf on loud audio; here the whole chain stays
 """
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
+
+from embedders.spectral import mel_filters
 
 SAMPLE_RATE = 16000  # Hz
 N_FFT = 512  # samples per STFT frame
@@ -25,7 +26,7 @@ class LogMel(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        filters = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)  # (96, 257)
+        filters = mel_filters(SAMPLE_RATE, N_FFT, N_MELS)  # (96, 257), librosa.filters.mel's defaults
         self.register_buffer("mel_basis", torch.from_numpy(filters.T.astype(np.float32)), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
 

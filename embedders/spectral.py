@@ -1,8 +1,9 @@
-"""Numpy-only audio features for the `handcrafted` backbone, reproducing librosa 0.11's definitions.
+"""Numpy-only spectral features (the `handcrafted` backbone's, and MusiCNN's mel filters), reproducing librosa
+0.11's definitions.
 
-`embedders.handcrafted` used to compute its 92-number vector with librosa, whose feature code costs about
-2 s to import (scipy.signal, scipy.stats, numba). This module recomputes the same quantities with numpy
-alone, following librosa 0.11.0's defaults for every call the backbone makes:
+librosa's feature code costs about 2 s to import (scipy.signal, scipy.stats, numba), which a one-off
+`musicrec similar --audio` cannot afford. This module computes the same quantities with numpy alone, following
+librosa 0.11.0's defaults for every call the backbones make:
 
 * STFT: periodic Hann window, centred frames, zero (``constant``) padding of n_fft // 2 on both sides.
 * Mel filters: Slaney mel scale and Slaney area normalisation; power_to_db with ref 1, amin 1e-10, top_db 80.

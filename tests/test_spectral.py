@@ -1,4 +1,4 @@
-"""`embedders.handcrafted_features` against librosa 0.11 as the oracle.
+"""`embedders.spectral` against librosa 0.11 as the oracle.
 
 Every intermediate feature the handcrafted backbone uses is compared with the librosa call the backbone used to
 make, on tones, a saw wave, noise, clicks at 120 BPM, silence, a clip shorter than one FFT frame, a 30 s mixture
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedders import handcrafted_features as hf
+from embedders import spectral as hf
 from embedders.handcrafted import HOP, N_FFT, HandcraftedEmbedder, _octaves
 
 librosa = pytest.importorskip("librosa")
@@ -191,6 +191,7 @@ def test_tuning_of_a_detuned_chord_is_found():
 @pytest.mark.parametrize("tuning", [-0.5, -0.13, 0.0, 0.27])
 def test_filter_banks_match_librosa(tuning):
     _same(hf.mel_filters(SR, N_FFT, 64), librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=64))
+    _same(hf.mel_filters(16000, 512, 96), librosa.filters.mel(sr=16000, n_fft=512, n_mels=96))  # MusiCNN's
     _same(hf.chroma_filters(SR, N_FFT, tuning), librosa.filters.chroma(sr=SR, n_fft=N_FFT, tuning=tuning))
     for length in (N_FFT, 344):
         _same(hf.hann_window(length), librosa.filters.get_window("hann", length, fftbins=True))
