@@ -263,12 +263,13 @@ def chroma_filters(sr: float, n_fft: int, tuning: float = 0.0, n_chroma: int = 1
     return bank
 
 
-def max_normalize(x: np.ndarray) -> np.ndarray:
-    """Divide each column by its maximum absolute value (columns below float32 `tiny` are left alone)."""
-    peak = np.max(np.abs(x).astype(float), axis=0, keepdims=True)
-    peak[peak < np.finfo(x.dtype).tiny] = 1.0
+def normalize_columns(x: np.ndarray, norm=np.max) -> np.ndarray:
+    """Each column of `x` divided by `norm` of its absolute values (np.max or np.sum), in float64, then stored in
+    x's dtype; columns whose norm is below that dtype's `tiny` are left alone."""
+    scale = norm(np.abs(x).astype(float), axis=0, keepdims=True)
+    scale[scale < np.finfo(x.dtype).tiny] = 1.0
     out = np.empty_like(x)
-    out[:] = x / peak
+    out[:] = x / scale
     return out
 
 
@@ -276,7 +277,7 @@ def chroma(power: np.ndarray, sr: float) -> np.ndarray:
     """12-bin chromagram (n_frames columns, each scaled to max 1) of a power spectrogram, tuning estimated."""
     n_fft = 2 * (power.shape[0] - 1)
     bank = chroma_filters(sr, n_fft, estimate_tuning(power, sr))
-    return max_normalize(np.einsum("cf,...ft->...ct", bank, power, optimize=True))
+    return normalize_columns(np.einsum("cf,...ft->...ct", bank, power, optimize=True))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -314,19 +315,10 @@ def spectral_contrast(
     return power_to_db(peak) - power_to_db(valley)
 
 
-def _sum_normalize(magnitude: np.ndarray) -> np.ndarray:
-    """Each column divided by its sum (all-zero columns left at zero), dtype of `magnitude`."""
-    total = np.sum(np.abs(magnitude).astype(float), axis=0, keepdims=True)
-    total[total < np.finfo(magnitude.dtype).tiny] = 1.0
-    out = np.empty_like(magnitude)
-    out[:] = magnitude / total
-    return out
-
-
 def spectral_centroid(magnitude: np.ndarray, sr: float) -> np.ndarray:
     """Magnitude-weighted mean frequency in Hz, float64 (1, n_frames)."""
     freqs = fft_frequencies(sr, 2 * (magnitude.shape[0] - 1))[:, None]
-    return np.sum(freqs * _sum_normalize(magnitude), axis=0, keepdims=True)
+    return np.sum(freqs * normalize_columns(magnitude, np.sum), axis=0, keepdims=True)
 
 
 def spectral_bandwidth(magnitude: np.ndarray, sr: float, centroid: np.ndarray | None = None) -> np.ndarray:
@@ -335,7 +327,7 @@ def spectral_bandwidth(magnitude: np.ndarray, sr: float, centroid: np.ndarray | 
     if centroid is None:
         centroid = spectral_centroid(magnitude, sr)
     deviation = np.abs(np.subtract.outer(centroid[0], freqs).T)
-    return np.sum(_sum_normalize(magnitude) * deviation**2, axis=0, keepdims=True) ** (1.0 / 2)
+    return np.sum(normalize_columns(magnitude, np.sum) * deviation**2, axis=0, keepdims=True) ** (1.0 / 2)
 
 
 def spectral_rolloff(magnitude: np.ndarray, sr: float, roll_percent: float = 0.85) -> np.ndarray:
