@@ -173,7 +173,8 @@ class WorkerProcess:
             ok, value = self._connection.recv()
         except (EOFError, OSError, pickle.UnpicklingError) as error:
             code = self._stop_process()
-            log.error("the %s worker ended (exit code %s) during a call: %s", self.kind, code, error)
+            when = "during a call" if self._in_flight is not None else "between calls"
+            log.error("the %s worker ended (exit code %s) %s: %r", self.kind, code, when, error)
             value, ok = WorkerDied(f"the {self.kind} worker ended (exit code {code}) during this call"), False
         future, self._in_flight = self._in_flight, None
         if future is not None and not future.done():
