@@ -1,6 +1,7 @@
 """The serving tables: nearest tracks against a numpy oracle, the incremental similar-tracks update equal to a
-full recompute, and a tiny experiment whose release answers `musicrec recommend / similar [--audio]` and is
-replaced atomically when a new batch of tracks arrives."""
+full recompute, and a tiny experiment (with its text search study) whose release answers `musicrec recommend /
+similar [--audio]` and every endpoint of `musicrec serve` (recommend, similar by id, search, an audio upload),
+and is replaced atomically when a new batch of tracks arrives."""
 from __future__ import annotations
 
 import dagster as dg
@@ -15,6 +16,7 @@ from assets.serving import merge_similar, nearest_tracks, ranked_table
 from catalog.io import ItemVectors
 from pipelines.cli import main
 from pipelines.run import run_experiment
+from recommenders.text_search import TextSearchIndex
 from serving.snapshot import current_release, load_current
 
 
@@ -59,12 +61,17 @@ def test_a_changed_catalog_forces_a_full_recompute():
 def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, capsys):
     folder = tmp_path / "music"
     interactions = make_folder_catalog(folder)
+    tags = {i: "low; bass; drone" if i < 3 else "high; bright; whistle" for i in range(6)}
+    (tmp_path / "metadata.csv").write_text("audio_path,tags\n" + "".join(
+        f"{batch}/tone{i}.wav,{tags[i]}\n" for batch in ("b000", "b001") for i in range(6)))
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump({
         "name": "serve", "storage": "out",
-        "catalog": {"kind": "folder", "folder": "music", "interactions": str(interactions)},
+        "catalog": {"kind": "folder", "folder": "music", "interactions": str(interactions),
+                    "metadata_csv": str(tmp_path / "metadata.csv")},
         "backbones": {"random": {"dim": 8}, "handcrafted": {}}, "recommenders": {"knn": {}},
-        "baselines": ["popularity"], "serve": {"recommender": "knn", "backbone": "handcrafted", "k": 5}}))
+        "baselines": ["popularity"], "studies": ["hot", "text_search"],
+        "serve": {"recommender": "knn", "backbone": "handcrafted", "k": 5}}))
     experiment = load_experiment(path)
     instance = dg.DagsterInstance.ephemeral()
     run_experiment(experiment, instance, say=lambda _: None)
@@ -88,11 +95,14 @@ def test_release_answers_the_cli_and_is_replaced_when_a_batch_arrives(tmp_path, 
     out = capsys.readouterr().out  # the file's own track (or its identical twin of the other batch) comes first
     assert "1.000  tone4" in out and ("(b001/tone4)" in out or "(b000/tone4)" in out)
 
-    served = serve_and_query(path, ["/api/recommend/u00?k=3", "/api/similar/b000/tone0?k=2"],
-                             upload=folder / "b001" / "tone4.wav")
+    served = serve_and_query(path, ["/api/recommend/u00?k=3", "/api/similar/b000/tone0?k=2",
+                                    "/api/search?q=deep%20bass%20drone&k=4"], upload=folder / "b001" / "tone4.wav")
     assert [item["track_id"] for item in served[0]["items"]] == expected
     assert [item["track_id"] for item in served[1]["items"]] == similar  # ids with a slash are fine
-    nearest = served[2]["items"][0]  # the uploaded file: its own track (or its twin) first, as from the CLI
+    index = TextSearchIndex.load(release.manifest["search_index"], lean=True)  # the release's own snapshot
+    assert [item["track_id"] for item in served[2]["items"]] == [t for t, _ in index.search("deep bass drone", 4)]
+    assert all(int(item["track_id"][-1]) < 3 for item in served[2]["items"])  # low tones only
+    nearest = served[3]["items"][0]  # the uploaded file: its own track (or its twin) first, as from the CLI
     assert nearest["track_id"] in ("b001/tone4", "b000/tone4") and nearest["score"] == pytest.approx(1.0, abs=1e-4)
 
     write_tone(folder / "b002" / "tone0.wav", 330.0)
