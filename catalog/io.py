@@ -208,20 +208,20 @@ def read_embeddings(paths: str | Path | list[str | Path]) -> ItemVectors:
     ids: list[str] = []
     blocks: list[np.ndarray] = []
     dim: int | None = None
-    for path in paths:
-        table = retry_transient(lambda path=path: pq.read_table(path), str(path))
-        if table.column_names[:2] != ["track_id", "embedding"]:
+    for path in paths:  # polars, not pyarrow.parquet, whose reader imports pandas (slow for a one-off command)
+        table = retry_transient(lambda path=path: pl.read_parquet(path), str(path))
+        if table.columns[:2] != ["track_id", "embedding"]:
             raise SchemaError(f"{path}: embedding table needs columns track_id, embedding")
-        column_type = table.schema.field("embedding").type
-        if not pa.types.is_fixed_size_list(column_type):
-            raise SchemaError(f"{path}: column 'embedding' has type {column_type}, expected fixed_size_list<float>")
-        width = column_type.list_size
+        column_type = table.schema["embedding"]
+        if not isinstance(column_type, pl.Array) or not column_type.inner.is_float():
+            raise SchemaError(f"{path}: column 'embedding' has type {column_type}, expected fixed_size_list<float> "
+                              "(a polars Array of floats)")
+        width = column_type.size
         if dim is not None and width != dim:
             raise SchemaError(f"{path}: embedding dim {width} differs from {dim} in earlier files")
         dim = width
-        ids.extend(table.column("track_id").to_pylist())
-        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        blocks.append(flat.astype(np.float32, copy=False).reshape(-1, width))
+        ids.extend(table["track_id"].to_list())
+        blocks.append(table["embedding"].to_numpy().astype(np.float32, copy=False).reshape(-1, width))
     matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim or 0), np.float32)
     return ItemVectors(ids, matrix)
 

@@ -118,7 +118,7 @@ class LiveRelease:
         self.poll_seconds = poll_seconds
         self.workers = ModelWorkers(search_precision=search_precision)
         self.batcher = SearchBatcher(self.workers)
-        self.served = Served(load_current(storage), self.workers, self.batcher)
+        self.served = Served(load_current(storage).load(), self.workers, self.batcher)
         self._folder = self.served.release.folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,7 +164,7 @@ class LiveRelease:
             if folder is None or folder == self._folder:
                 return
             self._folder = folder
-            fresh = Served(ServingRelease(folder), self.workers, self.batcher)
+            fresh = Served(ServingRelease(folder).load(), self.workers, self.batcher)
             asyncio.run_coroutine_threadsafe(fresh.warm(), self._loop).result(self.warm_timeout)
         except Exception:  # noqa: BLE001 — a bad release or unreadable storage must not stop the watcher
             log.exception("release watcher: reading or loading a new release failed; still serving %s",

@@ -18,6 +18,7 @@ Layout under `<storage>/serving/`:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import shutil
 from collections.abc import Sequence
@@ -160,28 +161,61 @@ class _Lists:
 
 class ServingRelease:
     """One release in memory: every lookup the CLI and the HTTP API answer. Ids are validated: an unknown
-    one raises `UnknownId` with the closest known ids."""
+    one raises `UnknownId` with the closest known ids. Each table is read on first use, so a one-off command
+    reads only what it answers from; `load` reads them all (the server does, before it swaps to a release)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.manifest: dict = json.loads((folder / "manifest.json").read_text())
-        tracks = pl.read_parquet(folder / "tracks.parquet")
-        self.track_rows = {row["track_id"]: row for row in tracks.iter_rows(named=True)}
-        self.recommendations = _Lists(pl.read_parquet(folder / "recommendations.parquet"), "user_id", "track_id")
-        self.similar_tracks = _Lists(pl.read_parquet(folder / "similar_tracks.parquet"), "track_id", "similar_id")
-        histories = pl.read_parquet(folder / "histories.parquet").sort(["user_id", "timestamp", "track_id"])
-        grouped = histories.group_by("user_id", maintain_order=True).agg(pl.col("track_id"))
-        self.histories = dict(zip(grouped["user_id"].to_list(), grouped["track_id"].to_list()))
-        self.user_ids = sorted(self.histories)
-        artists = folder / "artists.parquet"  # releases published before similar artists have neither table
-        self.artist_names = (dict(pl.read_parquet(artists).select("artist_id", "name").iter_rows())
-                             if artists.exists() else {})
-        similar_artists = folder / "similar_artists.parquet"
-        self.similar_artist_lists = (_Lists(pl.read_parquet(similar_artists), "artist_id", "similar_id")
-                                     if similar_artists.exists() else None)
-        vectors = folder / "vectors.parquet"
-        self.vectors = read_embeddings(vectors) if vectors.exists() else None
         self._index = None  # a faiss IndexFlatIP over the normalised `vectors`, built on first use
+
+    def load(self) -> "ServingRelease":
+        """Read every table now; returns self."""
+        for table in ("track_rows", "recommendations", "similar_tracks", "histories", "user_ids", "artist_names",
+                      "similar_artist_lists", "vectors"):
+            getattr(self, table)
+        return self
+
+    @functools.cached_property
+    def track_rows(self) -> dict[str, dict]:
+        """track_id -> its row of tracks.parquet."""
+        tracks = pl.read_parquet(self.folder / "tracks.parquet")
+        return {row["track_id"]: row for row in tracks.iter_rows(named=True)}
+
+    @functools.cached_property
+    def recommendations(self) -> _Lists:
+        return _Lists(pl.read_parquet(self.folder / "recommendations.parquet"), "user_id", "track_id")
+
+    @functools.cached_property
+    def similar_tracks(self) -> _Lists:
+        return _Lists(pl.read_parquet(self.folder / "similar_tracks.parquet"), "track_id", "similar_id")
+
+    @functools.cached_property
+    def histories(self) -> dict[str, list[str]]:
+        """user_id -> the track ids of their plays, oldest first."""
+        histories = pl.read_parquet(self.folder / "histories.parquet").sort(["user_id", "timestamp", "track_id"])
+        grouped = histories.group_by("user_id", maintain_order=True).agg(pl.col("track_id"))
+        return dict(zip(grouped["user_id"].to_list(), grouped["track_id"].to_list()))
+
+    @functools.cached_property
+    def user_ids(self) -> list[str]:
+        return sorted(self.histories)
+
+    @functools.cached_property
+    def artist_names(self) -> dict[str, str]:
+        artists = self.folder / "artists.parquet"  # releases published before similar artists have neither table
+        return dict(pl.read_parquet(artists).select("artist_id", "name").iter_rows()) if artists.exists() else {}
+
+    @functools.cached_property
+    def similar_artist_lists(self) -> _Lists | None:
+        similar_artists = self.folder / "similar_artists.parquet"
+        return _Lists(pl.read_parquet(similar_artists), "artist_id", "similar_id") if similar_artists.exists() else None
+
+    @functools.cached_property
+    def vectors(self) -> ItemVectors | None:
+        """The similar-tracks backbone's vectors, or None when the release has none."""
+        vectors = self.folder / "vectors.parquet"
+        return read_embeddings(vectors) if vectors.exists() else None
 
     @property
     def name(self) -> str:
