@@ -11,12 +11,12 @@ recommend and similar-by-id (40% each), search (20%), and about 1 in 100 request
 phase and endpoint: requests, errors, p50 and p99 latency (ms), beside the goals (recommend and similar p99 <
 20 ms, search p99 < 50 ms); for the swap phase also when the new release was first answered.
 
-`--search-precision bfloat16` starts the server with its query encoder in bfloat16 (`musicrec serve
---search-precision`).
+`--search-precision` is the server's (`musicrec serve --search-precision`): auto (bfloat16 on CPUs that multiply it
+natively, else float32), float32 or bfloat16.
 
 Usage: .venv/bin/python benchmarks/serve.py [--storage DIR] [--tracks 5000] [--users 2000] [--k 50]
        [--clients 8] [--seconds 30] [--seed 0] [--endpoints recommend similar search upload]
-       [--search-precision float32|bfloat16]
+       [--search-precision auto|float32|bfloat16]
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def run_phase(port: int, args: argparse.Namespace, users: list[str], tracks: lis
 
 
 def main() -> None:
-    from recommenders.query_encoder import PRECISIONS
+    from recommenders.query_encoder import SERVER_PRECISIONS, resolve_precision
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--storage", type=Path, help="a storage folder; reused when it has a release, else built")
@@ -219,8 +219,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--endpoints", nargs="+", choices=list(MIX), default=list(MIX),
                         help="the endpoints in the mix (their shares renormalised)")
-    parser.add_argument("--search-precision", choices=PRECISIONS, default="float32",
-                        help="the server's query encoder precision")
+    parser.add_argument("--search-precision", choices=SERVER_PRECISIONS, default="auto",
+                        help="the server's query encoder precision (`musicrec serve --search-precision`)")
     args = parser.parse_args()
 
     from serving.snapshot import load_current, serving_root
@@ -268,7 +268,8 @@ def main() -> None:
                 print(f"{endpoint}: skipped (warm-up answered {status})")
                 del mix[endpoint]
         print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-              f"{args.clients} clients x {args.seconds:.0f} s per phase; search in {args.search_precision}")
+              f"{args.clients} clients x {args.seconds:.0f} s per phase; search in {args.search_precision} "
+              f"({resolve_precision(args.search_precision)} here)")
         print(f"{'phase':<7}| {'endpoint':<10}| requests | errors | p50 ms |  p99 ms | goal")
         log, _, _ = run_phase(port, args, users, tracks, upload, mix)
         report("steady", log, mix)

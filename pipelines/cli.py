@@ -193,14 +193,16 @@ def add_similar(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_serve(subparsers: argparse._SubParsersAction) -> None:
-    from recommenders.query_encoder import PRECISIONS
+    from recommenders.query_encoder import SERVER_PRECISIONS
 
     parser = subparsers.add_parser("serve", help="the serving tables as an HTTP JSON API with a web page")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--search-precision", choices=PRECISIONS, default="float32",
-                        help="what the search worker's query encoder computes in; bfloat16 halves its time on CPUs "
-                             "with native bfloat16, vectors within about 1e-4 (default float32)")
+    parser.add_argument("--search-precision", choices=SERVER_PRECISIONS, default="auto",
+                        help="what the search worker's query encoder computes in: bfloat16 halves its time on CPUs "
+                             "with native bfloat16 (query vectors within about 1e-4 of float32's); float32 gives "
+                             "the vectors of sentence-transformers and `musicrec search`; auto (default): bfloat16 "
+                             "where the CPU has it natively, else float32")
     _lookup_options(parser, k=False)
     parser.set_defaults(handler=run_serve)
 

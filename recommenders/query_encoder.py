@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE, TOKENIZER_FILE, MODULES_FILE = "model.safetensors", "tokenizer.json", "modules.json"
 _POOLING_MODES = ("mean", "cls")
 PRECISIONS = ("float32", "bfloat16")  # what the linear layers compute in
+SERVER_PRECISIONS = ("auto", *PRECISIONS)  # what a server may ask for (`resolve_precision`)
 _FLOAT_DTYPES = ("F16", "F32", "F64")  # what numpy reads (bfloat16 is not): other folders fall back
 _LAYER_KEYS = (
     "attention.self.query.weight", "attention.self.query.bias", "attention.self.key.weight",
@@ -243,6 +244,18 @@ class _BFloat16Linears:
         flat = torch.from_numpy(np.ascontiguousarray(x).reshape(-1, x.shape[-1])).bfloat16()
         out = torch.ops.mkldnn._linear_pointwise(flat, packed, bias, "none", [], "").float().numpy()
         return out.reshape(*x.shape[:-1], out.shape[1])
+
+
+def resolve_precision(name: str) -> str:
+    """One of PRECISIONS for one of SERVER_PRECISIONS: "auto" is "bfloat16" where the CPU multiplies bfloat16
+    natively (asking imports torch), else "float32"."""
+    if name not in SERVER_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(SERVER_PRECISIONS)}, got {name!r}")
+    if name != "auto":
+        return name
+    from recommenders.index import native_bfloat16
+
+    return "bfloat16" if native_bfloat16() else "float32"
 
 
 @functools.cache

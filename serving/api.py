@@ -113,7 +113,7 @@ class LiveRelease:
 
     warm_timeout = 300.0  # seconds a new release's search index may take to load before the swap is abandoned
 
-    def __init__(self, storage: str | Path, poll_seconds: float, search_precision: str = "float32") -> None:
+    def __init__(self, storage: str | Path, poll_seconds: float, search_precision: str = "auto") -> None:
         self.storage = Path(storage)
         self.poll_seconds = poll_seconds
         self.workers = ModelWorkers(search_precision=search_precision)
@@ -250,15 +250,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes: int = 20 * 2**20,
-               search_precision: str = "float32") -> FastAPI:
+               search_precision: str = "auto") -> FastAPI:
     """The API and page over `<storage>/serving`'s live release (FileNotFoundError when there is none yet).
     `poll_seconds`: how often the watcher checks for a new release, seconds. `max_upload_bytes`: largest request
     body (the audio upload), bytes (the file plus a few hundred bytes of multipart framing); larger: 413.
-    `search_precision`: what the search worker's query encoder computes in (`query_encoder.PRECISIONS`)."""
-    from recommenders.query_encoder import PRECISIONS
+    `search_precision`: what the search worker's query encoder computes in, one of `query_encoder`'s
+    SERVER_PRECISIONS: "auto" (the default) is bfloat16 on CPUs that multiply it natively, else float32."""
+    from recommenders.query_encoder import SERVER_PRECISIONS
 
-    if search_precision not in PRECISIONS:
-        raise ValueError(f"search_precision must be one of {', '.join(PRECISIONS)}, got {search_precision!r}")
+    if search_precision not in SERVER_PRECISIONS:
+        raise ValueError(f"search_precision must be one of {', '.join(SERVER_PRECISIONS)}, "
+                         f"got {search_precision!r}")
     live = LiveRelease(storage, poll_seconds, search_precision)
 
     @contextlib.asynccontextmanager
@@ -367,7 +369,7 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
 
 
 def run_server(storage: str | Path, host: str = "127.0.0.1", port: int = 8000,
-               search_precision: str = "float32") -> None:
+               search_precision: str = "auto") -> None:
     """Serve `create_app(storage, search_precision=...)` with uvicorn until interrupted (blocks). The server's
     own process imports no model library and runs BLAS and OpenMP (faiss) on one thread: its lookups are small,
     and the model workers run their own (`serving.model_worker`)."""

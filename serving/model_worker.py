@@ -64,7 +64,10 @@ def _cached(key: str, load):
 
 
 def _search(folder: str, precision: str, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+    from recommenders.query_encoder import resolve_precision
     from recommenders.text_search import TextSearchIndex
+
+    precision = resolve_precision(precision)
 
     def load() -> TextSearchIndex:
         return TextSearchIndex.load(folder, lean=True, precision=precision)
@@ -251,10 +254,10 @@ class SearchBatcher:
 
 class ModelWorkers:
     """The search and the embedding worker processes, each started on first use: `search` and `embed` return
-    asyncio futures. `search_precision`: what the query encoder computes in (`LeanQueryEncoder`'s PRECISIONS).
-    Use from the event loop's thread only."""
+    asyncio futures. `search_precision`: what the query encoder computes in, one of `query_encoder`'s
+    SERVER_PRECISIONS ("auto" is resolved in the worker). Use from the event loop's thread only."""
 
-    def __init__(self, threads: int = WORKER_THREADS, search_precision: str = "float32") -> None:
+    def __init__(self, threads: int = WORKER_THREADS, search_precision: str = "auto") -> None:
         self.search_precision = search_precision
         self._search = WorkerProcess("search", threads)
         self._embed = WorkerProcess("embed", threads, EMBED_NICENESS)

@@ -240,3 +240,13 @@ def test_cli_search_never_imports_torch_or_sentence_transformers(index_folder) -
     assert done.returncode == 0, done.stderr
     assert "STATUS 0 HEAVY []" in done.stdout, done.stdout
     assert "Night Chorale" in done.stdout.splitlines()[0]
+
+
+def test_auto_precision_follows_the_cpu() -> None:
+    from recommenders.index import native_bfloat16
+    from recommenders.query_encoder import resolve_precision
+
+    assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
+    assert [resolve_precision(p) for p in ("float32", "bfloat16")] == ["float32", "bfloat16"]
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+        resolve_precision("int8")
