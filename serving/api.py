@@ -377,4 +377,5 @@ def run_server(storage: str | Path, host: str = "127.0.0.1", port: int = 8000,
 
     threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines list the builds it could not load
     uvicorn.run(create_app(storage, search_precision=search_precision), host=host, port=port)
