@@ -246,12 +246,17 @@ class _BFloat16Linears:
         return out.reshape(*x.shape[:-1], out.shape[1])
 
 
+def check_precision(name: str, allowed: tuple[str, ...] = PRECISIONS, what: str = "precision") -> str:
+    """`name` when it is one of `allowed`; else ValueError naming `what` and the allowed values."""
+    if name not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {name!r}")
+    return name
+
+
 def resolve_precision(name: str) -> str:
     """One of PRECISIONS for one of SERVER_PRECISIONS: "auto" is "bfloat16" where the CPU multiplies bfloat16
     natively (asking imports torch), else "float32"."""
-    if name not in SERVER_PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(SERVER_PRECISIONS)}, got {name!r}")
-    if name != "auto":
+    if check_precision(name, SERVER_PRECISIONS) != "auto":
         return name
     from recommenders.index import native_bfloat16
 
@@ -280,8 +285,7 @@ class LeanQueryEncoder:
 
     def __init__(self, tokenizer: Tokenizer, weights: dict[str, np.ndarray], plan: FolderPlan,
                  batch_size: int = 64, source: str = "", threads: int = 1, precision: str = "float32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        check_precision(precision)
         self.tokenizer = tokenizer
         # float32 arrays, checkpoint names without a "bert." prefix; q/k/v fused as "qkv"; the linear layers'
         # weights transposed to (in, out)

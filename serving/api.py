@@ -256,11 +256,9 @@ def create_app(storage: str | Path, poll_seconds: float = 1.0, max_upload_bytes:
     body (the audio upload), bytes (the file plus a few hundred bytes of multipart framing); larger: 413.
     `search_precision`: what the search worker's query encoder computes in, one of `query_encoder`'s
     SERVER_PRECISIONS: "auto" (the default) is bfloat16 on CPUs that multiply it natively, else float32."""
-    from recommenders.query_encoder import SERVER_PRECISIONS
+    from recommenders.query_encoder import SERVER_PRECISIONS, check_precision
 
-    if search_precision not in SERVER_PRECISIONS:
-        raise ValueError(f"search_precision must be one of {', '.join(SERVER_PRECISIONS)}, "
-                         f"got {search_precision!r}")
+    check_precision(search_precision, SERVER_PRECISIONS, "search_precision")
     live = LiveRelease(storage, poll_seconds, search_precision)
 
     @contextlib.asynccontextmanager

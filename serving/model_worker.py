@@ -67,10 +67,8 @@ def _search(folder: str, precision: str, texts: list[str], k: int) -> list[list[
     from recommenders.query_encoder import resolve_precision
     from recommenders.text_search import TextSearchIndex
 
-    precision = resolve_precision(precision)
-
-    def load() -> TextSearchIndex:
-        return TextSearchIndex.load(folder, lean=True, precision=precision)
+    def load() -> TextSearchIndex:  # "auto" resolved once, at load
+        return TextSearchIndex.load(folder, lean=True, precision=resolve_precision(precision))
 
     return _cached(f"search:{folder}:{precision}", load).search_many(texts, k)
 
@@ -241,13 +239,14 @@ class SearchBatcher:
     def _finish(self, batch: list, result: asyncio.Future) -> None:
         self._busy = False
         error = result.exception()
-        for position, (*_, future) in enumerate(batch):
+        lists = result.result() if error is None else [None] * len(batch)
+        for (*_, future), hits in zip(batch, lists):
             if future.done():
                 continue
             if error is not None:  # every query of the batch gets the worker's error
                 future.set_exception(error)
             else:
-                future.set_result(result.result()[position])
+                future.set_result(hits)
         if self._waiting:
             self._launch()
 

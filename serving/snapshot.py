@@ -170,10 +170,10 @@ class ServingRelease:
         self._index = None  # a faiss IndexFlatIP over the normalised `vectors`, built on first use
 
     def load(self) -> "ServingRelease":
-        """Read every table now; returns self."""
-        for table in ("track_rows", "recommendations", "similar_tracks", "histories", "user_ids", "artist_names",
-                      "similar_artist_lists", "vectors"):
-            getattr(self, table)
+        """Read every table now (each cached property of the class); returns self."""
+        for name, member in vars(type(self)).items():
+            if isinstance(member, functools.cached_property):
+                getattr(self, name)
         return self
 
     @functools.cached_property
